@@ -1,0 +1,81 @@
+"""Every Prometheus metric the process exports, declared in one place.
+
+Declaring them centrally keeps names and label sets consistent between the controller, the operator and the
+shared machinery, and lets `/metrics` show every series family from the first scrape (a family that only
+appears after its first observation makes alerts on `absent()` misfire).
+
+Label values must never carry secrets: only service names, operation names, HTTP codes and result words.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+OPENSTACK_REQUEST_DURATION = Histogram(
+    "multinic_openstack_request_duration_seconds",
+    "Duration of HTTP requests to OpenStack APIs.",
+    ["service", "operation", "code"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+DATABASE_OPERATION_DURATION = Histogram(
+    "multinic_database_operation_duration_seconds",
+    "Duration of database operations (one observation per repository call).",
+    ["operation", "result"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RECONCILE_TOTAL = Counter(
+    "multinic_reconcile_total",
+    "OpenstackConfig reconciles by result (success, error, skipped, requeue) and trigger.",
+    ["result", "trigger"],
+    registry=REGISTRY,
+)
+ACTIVE_DB_CONNECTIONS = Gauge(
+    "multinic_active_db_connections",
+    "Database connections currently checked out of the pool.",
+    registry=REGISTRY,
+)
+
+# Operator-side metrics (MISSION.md "Observability").
+OPERATOR_RECONCILE_TOTAL = Counter(
+    "multinic_operator_reconcile_total",
+    "MultiNicOperator reconciles by result.",
+    ["result"],
+    registry=REGISTRY,
+)
+OPERATOR_MANAGED_RESOURCES = Gauge(
+    "multinic_operator_managed_resources_count",
+    "Kubernetes objects managed by the operator, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+OPERATOR_PROTECTION_EVENTS = Counter(
+    "multinic_operator_protection_events_total",
+    "Protection events (denied mutations, recoveries) by kind.",
+    ["event"],
+    registry=REGISTRY,
+)
+
+# Work queue metrics, named as controller-runtime names them so existing dashboards work.
+WORKQUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of the work queue.", ["name"], registry=REGISTRY)
+WORKQUEUE_ADDS = Counter("workqueue_adds_total", "Adds handled by the work queue.", ["name"], registry=REGISTRY)
+WORKQUEUE_QUEUE_DURATION = Histogram(
+    "workqueue_queue_duration_seconds",
+    "How long an item waits in the work queue before it is handed to a worker.",
+    ["name"],
+    buckets=(1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+    registry=REGISTRY,
+)
+WORKQUEUE_WORK_DURATION = Histogram(
+    "workqueue_work_duration_seconds",
+    "How long processing one item takes.",
+    ["name"],
+    buckets=(1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+    registry=REGISTRY,
+)
+WORKQUEUE_RETRIES = Counter("workqueue_retries_total", "Rate-limited re-adds.", ["name"], registry=REGISTRY)
