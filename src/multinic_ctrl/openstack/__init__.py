@@ -1,0 +1,57 @@
+"""OpenStack REST client (Keystone v3, Nova v2.1, Neutron v2.0) over aiohttp.
+
+Knows nothing about Kubernetes or the database. The controller creates one `OpenStackClient` per process
+and calls `observe(creds, vm_names, subnet_name)` per reconcile.
+"""
+
+from .auth import Token, TokenManager
+from .client import OpenStackClient
+from .credentials import Credentials
+from .endpoints import normalize_compute_url, normalize_identity_url, normalize_network_url
+from .errors import (
+    AmbiguousServer,
+    AmbiguousSubnet,
+    AuthenticationError,
+    ConfigurationError,
+    EndpointNotFound,
+    OpenStackError,
+    OpenStackRequestError,
+    OpenStackUnavailable,
+    PaginationError,
+    PermissionDenied,
+    ResourceNotFound,
+    SubnetNotFound,
+)
+from .http import HttpSettings, RetryPolicy
+from .models import Observation, Port, Server, Subnet
+from .names import NameQuery, group_names
+
+__all__ = [
+    "AmbiguousServer",
+    "AmbiguousSubnet",
+    "AuthenticationError",
+    "ConfigurationError",
+    "Credentials",
+    "EndpointNotFound",
+    "HttpSettings",
+    "NameQuery",
+    "Observation",
+    "OpenStackClient",
+    "OpenStackError",
+    "OpenStackRequestError",
+    "OpenStackUnavailable",
+    "PaginationError",
+    "PermissionDenied",
+    "Port",
+    "ResourceNotFound",
+    "RetryPolicy",
+    "Server",
+    "Subnet",
+    "SubnetNotFound",
+    "Token",
+    "TokenManager",
+    "group_names",
+    "normalize_compute_url",
+    "normalize_identity_url",
+    "normalize_network_url",
+]

@@ -1,0 +1,132 @@
+"""`OpenStackClient`: the one object the controller holds (one per process)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+
+from .auth import DEFAULT_REFRESH_MARGIN, TokenManager
+from .credentials import Credentials
+from .endpoints import resolve_endpoints
+from .errors import AuthenticationError, OpenStackError
+from .http import HttpSettings, HttpTransport, Params, raise_for_status
+from .models import Observation
+from .names import DEFAULT_MAX_QUERIES
+from .observe import observe as _observe
+
+log = structlog.get_logger(__name__)
+
+
+class OpenStackClient:
+    """Shared session + token cache; `observe()` is the reconcile-shaped query.
+
+    Exceptions leaving `observe` are always `OpenStackError` subclasses (TaskGroup wrapping is undone), so
+    callers can branch on type and show `str(exc)` to users.
+    """
+
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        refresh_margin: float = DEFAULT_REFRESH_MARGIN,
+        page_size: int | None = None,
+        max_server_queries: int = DEFAULT_MAX_QUERIES,
+        transport: HttpTransport | None = None,
+    ) -> None:
+        self._transport = transport or HttpTransport(settings, session)
+        self._tokens = TokenManager(self._transport, refresh_margin=refresh_margin)
+        self._page_size = page_size
+        self._max_server_queries = max_server_queries
+
+    @property
+    def tokens(self) -> TokenManager:
+        return self._tokens
+
+    async def observe(self, creds: Credentials, vm_names: Sequence[str], subnet_name: str) -> Observation:
+        token = await self._tokens.get(creds)
+        endpoints = resolve_endpoints(creds, token.catalog)
+
+        async def get_json(service: str, operation: str, url: str, params: Params) -> Any:
+            return await self._get_json(creds, service, operation, url, params)
+
+        try:
+            result = await _observe(
+                get_json,
+                compute_url=endpoints.compute,
+                network_url=endpoints.network,
+                vm_names=vm_names,
+                subnet_name=subnet_name,
+                page_size=self._page_size,
+                max_server_queries=self._max_server_queries,
+            )
+        except BaseExceptionGroup as group:
+            raise _first_openstack_error(group) from None
+        log.debug(
+            "OpenStack observation complete",
+            subnet=subnet_name,
+            servers=len(result.servers),
+            missing=len(result.missing_vms),
+            ports=len(result.ports),
+        )
+        return result
+
+    async def _get_json(
+        self, creds: Credentials, service: str, operation: str, url: str, params: Params
+    ) -> Any:
+        """GET with the cached token; on 401 drop it, re-authenticate once and retry once."""
+        for attempt in (1, 2):
+            token = await self._tokens.get(creds)
+            resp = await self._transport.request(
+                service=service,
+                operation=operation,
+                method="GET",
+                url=url,
+                params=params,
+                headers={"X-Auth-Token": token.value, "Accept": "application/json"},
+            )
+            if resp.status != 401:
+                raise_for_status(resp, service, operation)
+                return resp.body
+            self._tokens.invalidate(creds, token)
+            if attempt == 1:
+                log.info(
+                    "OpenStack rejected the token, re-authenticating", service=service, operation=operation
+                )
+        raise AuthenticationError(
+            f"{service} rejected a freshly issued Keystone token for {creds.describe()} ({operation})"
+        )
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+    async def __aenter__(self) -> OpenStackClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _first_openstack_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    """Unwrap a TaskGroup's ExceptionGroup: OpenStack errors first, then cancellations, then the rest."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, OpenStackError):
+            return exc
+    for exc in leaves:
+        if isinstance(exc, asyncio.CancelledError):
+            return exc
+    return leaves[0] if leaves else group
