@@ -1,0 +1,122 @@
+"""The informer's in-memory cache: the last known state of every watched object, keyed `namespace/name`.
+
+Reads return deep copies: reconcilers routinely build a patch by editing the object they read, and an edit
+that leaked into the cache would make the next diff (and every other reader) see a state the server never had.
+Writes happen only from the informer's single watcher task, so no locking is needed on the event loop.
+
+Optional indexes (e.g. by label value) answer "which objects carry label X=Y" without scanning everything;
+they are maintained incrementally on every write.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .client import JsonObj, object_key
+
+IndexFunc = Callable[[Mapping[str, Any]], Iterable[str]]
+"""Maps an object to the index values it should be found under (none, one or many)."""
+
+
+def label_index(label: str) -> IndexFunc:
+    """An index function filing objects under the value of `label` (objects without it: not indexed)."""
+
+    def index(obj: Mapping[str, Any]) -> Iterable[str]:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        value = labels.get(label)
+        return (str(value),) if value is not None else ()
+
+    return index
+
+
+def namespace_index(obj: Mapping[str, Any]) -> Iterable[str]:
+    """Index function filing objects under their namespace."""
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    return (str(namespace),) if namespace else ()
+
+
+class Store:
+    """Key → object map with deep-copied reads and incrementally maintained secondary indexes."""
+
+    def __init__(self, indexers: Mapping[str, IndexFunc] | None = None) -> None:
+        self._items: dict[str, JsonObj] = {}
+        self._indexers: dict[str, IndexFunc] = dict(indexers or {})
+        # index name -> index value -> keys
+        self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+
+    # ---- reads (copies) ---------------------------------------------------------------------------
+    def get(self, key: str) -> JsonObj | None:
+        obj = self._items.get(key)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def get_by_name(self, name: str, namespace: str | None = None) -> JsonObj | None:
+        return self.get(f"{namespace}/{name}" if namespace else name)
+
+    def objects(self) -> list[JsonObj]:
+        return [copy.deepcopy(obj) for obj in self._items.values()]
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def by_index(self, index_name: str, value: str) -> list[JsonObj]:
+        """Objects filed under `value` by the index `index_name` (KeyError for an unknown index)."""
+        keys = self._indices[index_name].get(value, set())
+        return [copy.deepcopy(self._items[k]) for k in sorted(keys)]
+
+    def index_keys(self, index_name: str, value: str) -> list[str]:
+        return sorted(self._indices[index_name].get(value, set()))
+
+    def resource_version(self, key: str) -> str | None:
+        """The cached object's resourceVersion without copying it (cheap change detection)."""
+        obj = self._items.get(key)
+        if obj is None:
+            return None
+        return (obj.get("metadata") or {}).get("resourceVersion")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+    # ---- writes (informer only) -------------------------------------------------------------------
+    def upsert(self, obj: JsonObj) -> tuple[str, JsonObj | None]:
+        """Insert or replace; returns (key, previous object or None). The store takes ownership of `obj`."""
+        key = object_key(obj)
+        old = self._items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self._items[key] = obj
+        self._index(key, obj)
+        return key, old
+
+    def remove(self, key: str) -> JsonObj | None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def peek(self, key: str) -> JsonObj | None:
+        """The cached object itself, uncopied: for the informer's own bookkeeping only, never hand it out."""
+        return self._items.get(key)
+
+    def _index(self, key: str, obj: JsonObj) -> None:
+        for name, func in self._indexers.items():
+            index = self._indices[name]
+            for value in func(obj):
+                index.setdefault(value, set()).add(key)
+
+    def _unindex(self, key: str, obj: JsonObj) -> None:
+        for name, func in self._indexers.items():
+            index = self._indices[name]
+            for value in func(obj):
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
