@@ -1,0 +1,456 @@
+"""The simulator's aiohttp application: Keystone v3, Nova v2.1 and Neutron v2.0, the subset we use.
+
+Shapes follow the public API reference:
+- Keystone `POST /v3/auth/tokens` (password method) → 201, token in `X-Subject-Token`, body `{"token": ...}`
+  with `expires_at`/`issued_at` and a catalog pointing back at this server; failures are
+  `{"error": {"code", "title", "message"}}`.
+- Nova `GET /v2.1/servers[/detail]`: `name` is a regex *search*, `|` escaped as nova's `_safe_regex_mysql`
+  does, case-insensitive like MySQL's default collation; newest first; `limit`/`marker`, and a next link in
+  `servers_links` whenever a page is full (so the last page can be empty, as in Nova).
+- Neutron `GET /v2.0/{subnets,ports}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed,
+  `fixed_ips=subnet_id=…`/`ip_address=…`, `fields`, `limit`/`marker` sorted by id with next/previous links
+  only when needed; errors are `{"NeutronError": {"type", "message", "detail"}}`.
+- Services reject missing/expired/revoked tokens like keystonemiddleware: 401 with the Keystone error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from multidict import MultiMapping
+
+from .faults import Faults, RequestLog
+from .state import Port, Server, SimState, Token
+
+STATE = web.AppKey("state", SimState)
+FAULTS = web.AppKey("faults", Faults)
+LOG = web.AppKey("log", RequestLog)
+CONFIG = web.AppKey("config", dict)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_NEUTRON_SPECIAL = {"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir"}
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --------------------------------------------------------------------------------------------- error bodies
+def keystone_error(status: int, title: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": status, "title": title, "message": message}}, status=status)
+
+
+def unauthorized() -> web.Response:
+    return keystone_error(401, "Unauthorized", "The request you have made requires authentication.")
+
+
+def nova_error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({kind: {"code": status, "message": message}}, status=status)
+
+
+def neutron_error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response(
+        {"NeutronError": {"type": kind, "message": message, "detail": ""}}, status=status
+    )
+
+
+def fault_response(endpoint: str, status: int, retry_after: str | None) -> web.Response:
+    service = endpoint.split(".", 1)[0]
+    titles = {
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+    }
+    title = titles.get(status, "Error")
+    if service == "identity":
+        resp = keystone_error(status, title, f"Simulated {title.lower()}.")
+    elif service == "compute":
+        kind = {429: "overLimit", 503: "serviceUnavailable"}.get(status, "computeFault")
+        resp = nova_error(status, kind, f"Simulated {title.lower()}.")
+    else:
+        resp = neutron_error(status, "HTTP" + title.replace(" ", ""), f"Simulated {title.lower()}.")
+    if retry_after is not None:
+        resp.headers["Retry-After"] = retry_after
+    return resp
+
+
+# ---------------------------------------------------------------------------------------------- middleware
+@web.middleware
+async def simulate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request log, injected latency/faults, and token checks for Nova/Neutron."""
+    route = request.match_info.route
+    endpoint = (route.name or "other").split("_", 1)[0]  # detail/legacy variants share one key
+    faults, log = request.app[FAULTS], request.app[LOG]
+    query = tuple(request.query.items())
+    delay = faults.delay_for(endpoint)
+    if delay:
+        await asyncio.sleep(delay)
+    fault = faults.take(endpoint)
+    if fault is not None:
+        if fault.drop:
+            log.record(endpoint, request.method, request.path, query, 0)
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # nothing more to send on an aborted connection
+        log.record(endpoint, request.method, request.path, query, fault.status)
+        return fault_response(endpoint, fault.status, fault.retry_after)
+    if endpoint.startswith(("compute.", "network.")):
+        token = request.app[STATE].valid_token(request.headers.get("X-Auth-Token"))
+        if token is None:
+            log.record(endpoint, request.method, request.path, query, 401)
+            return unauthorized()
+        request["token"] = token
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:
+        log.record(endpoint, request.method, request.path, query, exc.status)
+        raise
+    log.record(endpoint, request.method, request.path, query, resp.status)
+    return resp
+
+
+# ------------------------------------------------------------------------------------------------ keystone
+def _catalog(origin: str, region: str) -> list[dict[str, Any]]:
+    services = [
+        ("identity", "keystone", f"{origin}/v3"),
+        ("compute", "nova", f"{origin}/v2.1"),
+        ("network", "neutron", origin),  # Neutron is usually registered without a version
+    ]
+    catalog = []
+    for i, (stype, name, url) in enumerate(services):
+        endpoints = [
+            {
+                "id": f"{i}{j}" + "0" * 30,
+                "interface": iface,
+                "region": region,
+                "region_id": region,
+                "url": url,
+            }
+            for j, iface in enumerate(("public", "internal", "admin"))
+        ]
+        catalog.append({"type": stype, "name": name, "id": f"{i}" + "f" * 31, "endpoints": endpoints})
+    return catalog
+
+
+async def create_token(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = await request.json()
+        identity = body["auth"]["identity"]
+        methods = identity["methods"]
+    except (ValueError, KeyError, TypeError):
+        return keystone_error(400, "Bad Request", "Expecting to find auth in request body.")
+    if "password" not in methods:
+        return unauthorized()
+    try:
+        u = identity["password"]["user"]
+        password = u["password"]
+    except (KeyError, TypeError):
+        return keystone_error(400, "Bad Request", "Expecting to find password in identity.")
+    user = None
+    for candidate in state.users:
+        if ("id" in u and candidate.id == u["id"]) or (
+            "name" in u and candidate.name == u["name"] and _domain_matches(u.get("domain"), candidate.domain)
+        ):
+            user = candidate
+    if user is None or user.password != password:
+        return unauthorized()
+    project = None
+    scope = body["auth"].get("scope")
+    if isinstance(scope, dict) and "project" in scope:
+        p = scope["project"]
+        for candidate_project in state.projects:
+            if ("id" in p and candidate_project.id == p["id"]) or (
+                "name" in p
+                and candidate_project.name == p["name"]
+                and _domain_matches(p.get("domain"), candidate_project.domain)
+            ):
+                project = candidate_project
+        if project is None or (user.projects and project.id not in user.projects):
+            return unauthorized()
+    token = state.issue_token(user, project)
+    resp = web.json_response(_token_body(token, request), status=201)
+    resp.headers["X-Subject-Token"] = token.value
+    return resp
+
+
+def _domain_matches(spec: Any, domain: str) -> bool:
+    if not isinstance(spec, dict):
+        return False
+    if "id" in spec:
+        return bool(spec["id"] == domain.lower() or spec["id"] == domain)
+    return bool(spec.get("name") == domain)
+
+
+def _token_body(token: Token, request: web.Request) -> dict[str, Any]:
+    domain = {"id": token.user.domain.lower(), "name": token.user.domain}
+    body: dict[str, Any] = {
+        "methods": ["password"],
+        "user": {"id": token.user.id, "name": token.user.name, "domain": domain, "password_expires_at": None},
+        "audit_ids": [token.value[-22:]],
+        "expires_at": _iso(token.expires_at),
+        "issued_at": _iso(token.issued_at),
+        "is_domain": False,
+    }
+    if token.project is not None:
+        body["project"] = {
+            "id": token.project.id,
+            "name": token.project.name,
+            "domain": {"id": token.project.domain.lower(), "name": token.project.domain},
+        }
+        body["roles"] = [{"id": "fa454288e5a34b45b1286aa3a3cf90b6", "name": "admin"}]
+        body["catalog"] = _catalog(str(request.url.origin()), request.app[CONFIG].get("region", "RegionOne"))
+    else:
+        body["catalog"] = []
+    return {"token": body}
+
+
+async def identity_version(request: web.Request) -> web.Response:
+    origin = str(request.url.origin())
+    return web.json_response(
+        {
+            "version": {
+                "id": "v3.14",
+                "status": "stable",
+                "updated": "2020-04-07T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{origin}/v3/"}],
+                "media-types": [
+                    {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
+                ],
+            }
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------------- nova
+def _nova_regex(pattern: str) -> re.Pattern[str]:
+    # nova.db.utils._safe_regex_mysql: on MySQL every '|' is escaped before REGEXP, so no alternation.
+    return re.compile(pattern.replace("|", "\\|"), re.IGNORECASE)
+
+
+def _server_view(server: Server, origin: str, project_id: str, detail: bool) -> dict[str, Any]:
+    links = [
+        {"rel": "self", "href": f"{origin}/v2.1/servers/{server.id}"},
+        {"rel": "bookmark", "href": f"{origin}/servers/{server.id}"},
+    ]
+    view: dict[str, Any] = {"id": server.id, "name": server.name, "links": links}
+    if detail:
+        view.update(
+            {
+                "status": server.status,
+                "tenant_id": project_id,
+                "user_id": "d1b19dd2b7b04850a0d7c7de8a9aad02",
+                "metadata": {},
+                "addresses": {},
+                "OS-EXT-STS:vm_state": server.status.lower(),
+                "created": "2024-01-01T00:00:00Z",
+                "updated": "2024-01-01T00:00:00Z",
+            }
+        )
+    return view
+
+
+async def list_servers(request: web.Request) -> web.Response:
+    state, config = request.app[STATE], request.app[CONFIG]
+    q = request.query
+    servers = sorted(state.servers.values(), key=lambda s: (s.created, s.id), reverse=True)
+    if "name" in q:
+        try:
+            regex = _nova_regex(q["name"])
+        except re.error:
+            return nova_error(400, "badRequest", f"Invalid regular expression: {q['name']}")
+        servers = [s for s in servers if regex.search(s.name)]
+    if "status" in q:
+        wanted = {v.upper() for v in q.getall("status")}
+        servers = [s for s in servers if s.status in wanted]
+    max_limit = int(config.get("nova_max_limit", 1000))
+    try:
+        limit = min(int(q["limit"]), max_limit) if "limit" in q else max_limit
+    except ValueError:
+        return nova_error(400, "badRequest", "limit param must be an integer")
+    if limit < 0:
+        return nova_error(400, "badRequest", "limit param must be positive")
+    start = 0
+    endpoint = "compute.servers"
+    if "marker" in q and endpoint not in request.app[FAULTS].looping_pagination:
+        ids = [s.id for s in servers]
+        if q["marker"] not in ids:
+            return nova_error(400, "badRequest", f"marker [{q['marker']}] not found")
+        start = ids.index(q["marker"]) + 1
+    page = servers[start : start + limit]
+    token: Token = request["token"]
+    origin = str(request.url.origin())
+    project_id = token.project.id if token.project else ""
+    detail = request.path.endswith("/detail")
+    body: dict[str, Any] = {"servers": [_server_view(s, origin, project_id, detail) for s in page]}
+    if page and len(page) == limit:  # Nova: a full page always gets a next link
+        params = [(k, v) for k, v in q.items() if k != "marker"] + [("marker", page[-1].id)]
+        body["servers_links"] = [{"rel": "next", "href": f"{origin}{request.path}?{urlencode(params)}"}]
+    return web.json_response(body)
+
+
+# ------------------------------------------------------------------------------------------------- neutron
+def _port_view(port: Port) -> dict[str, Any]:
+    return {
+        "id": port.id,
+        "name": port.name,
+        "network_id": port.network_id,
+        "mac_address": port.mac_address,
+        "device_id": port.device_id,
+        "device_owner": port.device_owner,
+        "status": port.status,
+        "admin_state_up": True,
+        "fixed_ips": [{"subnet_id": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips],
+        "tenant_id": "your-project-id",
+        "project_id": "your-project-id",
+    }
+
+
+def _matches(item: dict[str, Any], query: MultiMapping[str]) -> bool:
+    for key in set(query.keys()) - _NEUTRON_SPECIAL:
+        values = query.getall(key)
+        if key == "fixed_ips":
+            if not _fixed_ips_match(item.get("fixed_ips", []), values):
+                return False
+            continue
+        if key not in item:
+            continue  # unknown filters are ignored (as older Neutron releases do)
+        actual = item[key]
+        actual_s = str(actual).lower() if isinstance(actual, bool) else str(actual)
+        if actual_s not in values:
+            return False
+    return True
+
+
+def _fixed_ips_match(fixed_ips: list[dict[str, str]], values: Iterable[str]) -> bool:
+    """`fixed_ips=subnet_id=X&fixed_ips=ip_address=Y`: one allocation must satisfy every key; values of one
+    key are ORed."""
+    wanted: dict[str, set[str]] = {}
+    for v in values:
+        key, _, val = v.partition("=")
+        wanted.setdefault(key, set()).add(val)
+    for fip in fixed_ips:
+        ok = True
+        for key, vals in wanted.items():
+            if key == "ip_address_substr":
+                ok = ok and any(s in fip.get("ip_address", "") for s in vals)
+            else:
+                ok = ok and fip.get(key) in vals
+        if ok:
+            return True
+    return False
+
+
+def _neutron_list(
+    request: web.Request, collection: str, items: list[dict[str, Any]], endpoint: str
+) -> web.Response:
+    q = request.query
+    items = sorted((i for i in items if _matches(i, q)), key=lambda i: str(i["id"]))
+    links: list[dict[str, str]] = []
+    origin = str(request.url.origin())
+    if "limit" in q:
+        try:
+            limit = int(q["limit"])
+        except ValueError:
+            return neutron_error(
+                400, "BadRequest", f"Bad limit request: Limit must be an integer: {q['limit']}."
+            )
+        marker = q.get("marker")
+        if marker and endpoint not in request.app[FAULTS].looping_pagination:
+            if marker not in {str(i["id"]) for i in items}:
+                kind = collection[:-1].capitalize()
+                return neutron_error(404, f"{kind}NotFound", f"{kind} {marker} could not be found.")
+            items = [i for i in items if str(i["id"]) > marker]
+        if limit > 0:
+            more = len(items) > limit
+            items = items[:limit]
+            base = [(k, v) for k, v in q.items() if k != "marker"]
+            if more:
+                href = f"{origin}{request.path}?{urlencode([*base, ('marker', str(items[-1]['id']))])}"
+                links.append({"rel": "next", "href": href})
+            if marker and items:
+                prev = [*base, ("marker", str(items[0]["id"])), ("page_reverse", "True")]
+                links.append({"rel": "previous", "href": f"{origin}{request.path}?{urlencode(prev)}"})
+    fields = q.getall("fields", [])
+    if fields:
+        items = [{k: v for k, v in i.items() if k in fields} for i in items]
+    body: dict[str, Any] = {collection: items}
+    if links:
+        body[f"{collection}_links"] = links
+    return web.json_response(body)
+
+
+async def list_subnets(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    items = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "network_id": s.network_id,
+            "cidr": s.cidr,
+            "ip_version": s.ip_version,
+            "enable_dhcp": True,
+            "gateway_ip": None,
+            "tenant_id": "your-project-id",
+            "project_id": "your-project-id",
+        }
+        for s in state.subnets.values()
+    ]
+    return _neutron_list(request, "subnets", items, "network.subnets")
+
+
+async def list_ports(request: web.Request) -> web.Response:
+    items = [_port_view(p) for p in request.app[STATE].ports.values()]
+    return _neutron_list(request, "ports", items, "network.ports")
+
+
+async def show_network(request: web.Request) -> web.Response:
+    net = request.app[STATE].networks.get(request.match_info["network_id"])
+    if net is None:
+        nid = request.match_info["network_id"]
+        return neutron_error(404, "NetworkNotFound", f"Network {nid} could not be found.")
+    view = {
+        "id": net.id,
+        "name": net.name,
+        "mtu": net.mtu,
+        "status": net.status,
+        "admin_state_up": True,
+        "subnets": [s.id for s in request.app[STATE].subnets.values() if s.network_id == net.id],
+        "tenant_id": "your-project-id",
+        "project_id": "your-project-id",
+    }
+    fields = request.query.getall("fields", [])
+    if fields:
+        view = {k: v for k, v in view.items() if k in fields}
+    return web.json_response({"network": view})
+
+
+# ----------------------------------------------------------------------------------------------------- app
+def build_app(
+    state: SimState, faults: Faults, log: RequestLog, *, region: str = "RegionOne", nova_max_limit: int = 1000
+) -> web.Application:
+    app = web.Application(middlewares=[simulate])
+    app[STATE] = state
+    app[FAULTS] = faults
+    app[LOG] = log
+    app[CONFIG] = {"region": region, "nova_max_limit": nova_max_limit}
+    r = app.router
+    r.add_post("/v3/auth/tokens", create_token, name="identity.tokens")
+    r.add_get("/v3", identity_version, name="identity.version")
+    r.add_get("/v3/", identity_version, name="identity.version_slash")
+    r.add_get("/v2.1/servers", list_servers, name="compute.servers")
+    r.add_get("/v2.1/servers/detail", list_servers, name="compute.servers_detail")
+    r.add_get("/v2.1/{project_id}/servers", list_servers, name="compute.servers_legacy")
+    r.add_get("/v2.1/{project_id}/servers/detail", list_servers, name="compute.servers_detail_legacy")
+    r.add_get("/v2.0/subnets", list_subnets, name="network.subnets")
+    r.add_get("/v2.0/ports", list_ports, name="network.ports")
+    r.add_get("/v2.0/networks/{network_id}", show_network, name="network.networks")
+    return app
