@@ -32,6 +32,7 @@ STATE = web.AppKey("state", SimState)
 FAULTS = web.AppKey("faults", Faults)
 LOG = web.AppKey("log", RequestLog)
 CONFIG = web.AppKey("config", dict)
+TOKEN = web.RequestKey("token", Token)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -107,7 +108,7 @@ async def simulate(request: web.Request, handler: Handler) -> web.StreamResponse
         if token is None:
             log.record(endpoint, request.method, request.path, query, 401)
             return unauthorized()
-        request["token"] = token
+        request[TOKEN] = token
     try:
         resp = await handler(request)
     except web.HTTPException as exc:
@@ -286,7 +287,7 @@ async def list_servers(request: web.Request) -> web.Response:
             return nova_error(400, "badRequest", f"marker [{q['marker']}] not found")
         start = ids.index(q["marker"]) + 1
     page = servers[start : start + limit]
-    token: Token = request["token"]
+    token = request[TOKEN]
     origin = str(request.url.origin())
     project_id = token.project.id if token.project else ""
     detail = request.path.endswith("/detail")
