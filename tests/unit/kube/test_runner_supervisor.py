@@ -38,8 +38,14 @@ async def test_reconcile_outcomes_map_onto_the_queue() -> None:
     for key in ["fails-twice", "requeue-once", "periodic", "none"]:
         ctrl.queue.add(key)
     task = asyncio.create_task(ctrl.run_workers())
-    await _until(lambda: calls.get("fails-twice") == 3 and calls.get("periodic") == 3
-                 and calls.get("requeue-once") == 2 and calls.get("none") == 1)
+    await _until(
+        lambda: (
+            calls.get("fails-twice") == 3
+            and calls.get("periodic") == 3
+            and calls.get("requeue-once") == 2
+            and calls.get("none") == 1
+        )
+    )
     await asyncio.sleep(0.05)
     assert calls == {"fails-twice": 3, "requeue-once": 2, "periodic": 3, "none": 1}
     assert ctrl.queue.num_requeues("fails-twice") == 0, "success forgets the backoff"
@@ -74,8 +80,15 @@ async def test_cancelling_workers_requeues_the_interrupted_key() -> None:
 
 
 def test_mappers_and_predicates() -> None:
-    owned = {"metadata": {"namespace": "ns", "ownerReferences": [
-        {"apiVersion": "x.io/v1", "kind": "Owner", "name": "o1"}, {"kind": "Other", "name": "z"}]}}
+    owned = {
+        "metadata": {
+            "namespace": "ns",
+            "ownerReferences": [
+                {"apiVersion": "x.io/v1", "kind": "Owner", "name": "o1"},
+                {"kind": "Other", "name": "z"},
+            ],
+        }
+    }
     assert list(owner_keys("Owner")(owned)) == ["ns/o1"]
     assert list(owner_keys("Owner", "y.io/")(owned)) == []
     assert generation_changed(None, {"metadata": {"generation": 1}})

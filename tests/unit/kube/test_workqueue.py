@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -92,7 +93,7 @@ def test_exponential_backoff_grows_to_cap_and_forget_resets() -> None:
     limiter = ItemExponentialRateLimiter(0.005, 1000.0)
     delays = [limiter.when("k") for _ in range(22)]
     assert delays[:5] == pytest.approx([0.005, 0.01, 0.02, 0.04, 0.08])
-    assert all(b >= a for a, b in zip(delays, delays[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(delays))
     assert delays[-1] == 1000.0
     assert limiter.num_requeues("k") == 22
     assert limiter.when("other") == pytest.approx(0.005), "backoff is per key"
@@ -148,8 +149,7 @@ async def test_add_rate_limited_waits_for_backoff_then_forget_resets() -> None:
 
 async def test_overall_bucket_limits_retry_rate() -> None:
     clock = FakeClock()
-    q = WorkQueue("t-bucket", clock=clock, rate_limiter=default_rate_limiter(clock=clock, bucket_qps=1,
-                                                                               bucket_burst=2))
+    q = WorkQueue("t-bucket", clock=clock, rate_limiter=default_rate_limiter(clock=clock, bucket_qps=1, bucket_burst=2))
     for key in "abcd":
         q.add_rate_limited(key)
     await clock.advance(0.006)
@@ -287,8 +287,7 @@ async def _run_property(ops: list[tuple[str, int]], workers: int, seed: int) -> 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    ops=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(0, 3)), min_size=1,
-                 max_size=60),
+    ops=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(0, 3)), min_size=1, max_size=60),
     workers=st.integers(1, 8),
     seed=st.integers(0, 2**16),
 )
