@@ -57,9 +57,7 @@ class Resource:
         """The `apiVersion` field value objects of this resource carry."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    def path(
-        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
-    ) -> str:
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         """URL path for the collection (name=None) or one object, optionally a subresource such as `status`.
 
         A namespaced resource without a namespace gives the all-namespaces collection path, which is what a
@@ -145,9 +143,7 @@ async def load_api_client(kubeconfig: str | None = None, context: str | None = N
     configuration = k8s_client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path:
-        await k8s_config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration
-        )
+        await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
         source = "kubeconfig"
     elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]

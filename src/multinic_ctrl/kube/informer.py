@@ -161,9 +161,7 @@ class Informer:
                 raise
             except WatchExpired:
                 self.stats.expired += 1
-                self._log.info(
-                    "Watch resourceVersion expired; relisting.", resource_version=self._resource_version
-                )
+                self._log.info("Watch resourceVersion expired; relisting.", resource_version=self._resource_version)
                 need_list = True
                 continue  # relisting is itself the recovery: no backoff for the first try
             except (ApiError, aiohttp.ClientError, OSError, EOFError, TimeoutError, ValueError) as exc:
@@ -255,9 +253,7 @@ class Informer:
             label_selector=self.label_selector,
             field_selector=self.field_selector,
         ) as response:
-            self._log.debug(
-                "Watch opened.", resource_version=self._resource_version, timeout_seconds=timeout_seconds
-            )
+            self._log.debug("Watch opened.", resource_version=self._resource_version, timeout_seconds=timeout_seconds)
             lines = read_lines(response)
             try:
                 while True:
@@ -266,9 +262,7 @@ class Informer:
                         async with asyncio.timeout_at(deadline):
                             line = await lines.__anext__()
                     except StopAsyncIteration:
-                        self._log.debug(
-                            "Watch stream ended by the server.", resource_version=self._resource_version
-                        )
+                        self._log.debug("Watch stream ended by the server.", resource_version=self._resource_version)
                         return
                     except TimeoutError:
                         self.stats.watchdog_fired += 1

@@ -268,6 +268,4 @@ class LeaderElector:
                 await self.client.replace(LEASES, self.name, lease, self.namespace)
             self._log.info("Lease released.")
         except Exception as exc:
-            self._log.warning(
-                "Could not release the lease; successors wait for it to expire.", error=repr(exc)
-            )
+            self._log.warning("Could not release the lease; successors wait for it to expire.", error=repr(exc))

@@ -55,9 +55,7 @@ async def merge_patch(
     """
     body = merge_patch_body(patch, resource_version)
     try:
-        return await client.patch(
-            resource, name, body, namespace, subresource=subresource, content_type=MERGE_PATCH
-        )
+        return await client.patch(resource, name, body, namespace, subresource=subresource, content_type=MERGE_PATCH)
     except ApiError as exc:
         if exc.status == 409:
             raise ConflictError(exc.status, exc.reason, exc.body) from exc
@@ -123,9 +121,7 @@ async def _update_finalizers(
             return await client.patch(
                 resource,
                 name,
-                merge_patch_body(
-                    {"metadata": {"finalizers": finalizers}}, _meta(current).get("resourceVersion")
-                ),
+                merge_patch_body({"metadata": {"finalizers": finalizers}}, _meta(current).get("resourceVersion")),
                 namespace,
                 content_type=MERGE_PATCH,
             )
@@ -134,9 +130,7 @@ async def _update_finalizers(
                 return None
             if not is_conflict(exc):
                 raise
-            log.debug(
-                "Finalizer update conflicted; re-reading.", name=name, namespace=namespace, attempt=attempt
-            )
+            log.debug("Finalizer update conflicted; re-reading.", name=name, namespace=namespace, attempt=attempt)
             current = None
     raise ConflictError(409, "Conflict", {"message": f"finalizer update on {name} kept conflicting"})
 

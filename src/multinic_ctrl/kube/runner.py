@@ -80,9 +80,7 @@ class Controller:
         self.results: dict[str, int] = {"success": 0, "requeue": 0, "requeue_after": 0, "error": 0}
         self._log = log.bind(controller=name)
 
-    def watch(
-        self, informer: Informer, mapper: KeyMapper | None = None, *, predicate: Predicate | None = None
-    ) -> None:
+    def watch(self, informer: Informer, mapper: KeyMapper | None = None, *, predicate: Predicate | None = None) -> None:
         """Enqueue keys for the informer's events.
 
         `mapper` turns an object into the keys to reconcile (default: its own key; e.g. an owner's key for
@@ -125,9 +123,7 @@ class Controller:
         """
         await self.wait_synced()
         self._log.info("Controller workers starting.", workers=self.workers)
-        tasks = [
-            asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}") for i in range(self.workers)
-        ]
+        tasks = [asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}") for i in range(self.workers)]
         try:
             await asyncio.gather(*tasks)
         finally:

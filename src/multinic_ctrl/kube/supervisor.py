@@ -56,9 +56,7 @@ class Supervisor:
             return
         self._failed[name] = reason
         exc = None if task.cancelled() else task.exception()
-        log.error(
-            "Supervised task died; the process is no longer healthy.", task=name, reason=reason, exc_info=exc
-        )
+        log.error("Supervised task died; the process is no longer healthy.", task=name, reason=reason, exc_info=exc)
         self._failed_event.set()
 
     def alive(self) -> bool:
