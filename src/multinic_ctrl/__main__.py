@@ -1,0 +1,3 @@
+from multinic_ctrl.cli import main
+
+raise SystemExit(main())

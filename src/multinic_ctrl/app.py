@@ -1,0 +1,130 @@
+"""Process lifecycle: wires settings, logging, the probe server, the database and the domain loops.
+
+Every long-lived task is started through a supervisor-like set here: when one dies unexpectedly, `/healthz`
+reports it and the process exits non-zero instead of running on as a zombie that does nothing. SIGTERM and
+SIGINT start a graceful shutdown: stop taking work, let in-flight work finish within a deadline, close pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from multinic_ctrl import __version__
+from multinic_ctrl.db import Database, DatabaseUnavailable
+from multinic_ctrl.db.migrations import migrate
+from multinic_ctrl.server import ProbeServer
+from multinic_ctrl.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    log.info("Shutdown requested", signal=sig.name)
+    stop.set()
+
+
+async def run_migrate(settings: Settings) -> int:
+    try:
+        applied = await migrate(settings.database)
+    except DatabaseUnavailable as exc:
+        log.error("Migration failed: database unavailable", error=str(exc))
+        return 1
+    log.info("Database schema is up to date", database=settings.database.name, applied=applied)
+    return 0
+
+
+async def migrate_until_done(settings: Settings, stop: asyncio.Event) -> None:
+    """Start-up migration that waits for MariaDB rather than crash-looping the pod while it comes up."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            applied = await migrate(settings.database)
+        except DatabaseUnavailable as exc:
+            log.warning("Database not reachable yet; will retry migration", error=str(exc), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.info("Database schema is up to date", database=settings.database.name, applied=applied)
+        return
+
+
+ServiceBody = Callable[[Settings, Database, ProbeServer, asyncio.Event], Awaitable[None]]
+
+
+async def run_service(settings: Settings, body: ServiceBody, *, component: str) -> int:
+    """Run `body` next to the probe server until a stop signal, then shut down gracefully."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    database = Database(settings.database)
+    server = ProbeServer(settings.probe_address, settings.probe_port)
+    server.add_readiness_check("database", database.ping)
+    log.info(
+        "Starting",
+        component=component,
+        version=__version__,
+        database=database.address,
+        database_name=database.name,
+        namespaces=list(settings.namespaces) or "all",
+    )
+    await server.start()
+    main: asyncio.Task[None] = asyncio.ensure_future(body(settings, database, server, stop))
+    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    exit_code = 0
+    try:
+        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done and not stop.is_set():
+            exc = main.exception()
+            if exc is not None:
+                log.error("Component failed; exiting", component=component, error=repr(exc), exc_info=exc)
+                exit_code = 1
+            else:
+                log.info("Component finished", component=component)
+        else:
+            stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(main), SHUTDOWN_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("Graceful shutdown deadline passed; cancelling", component=component)
+                main.cancel()
+            except Exception as exc:
+                log.error("Component failed during shutdown", component=component, error=repr(exc))
+                exit_code = 1
+    finally:
+        stopper.cancel()
+        if not main.done():
+            main.cancel()
+        await asyncio.gather(main, stopper, return_exceptions=True)
+        await server.stop()
+        await database.close()
+        log.info("Stopped", component=component, exit_code=exit_code)
+    return exit_code
+
+
+async def _controller_body(
+    settings: Settings, database: Database, server: ProbeServer, stop: asyncio.Event
+) -> None:
+    await migrate_until_done(settings, stop)
+    await stop.wait()
+
+
+async def run_controller(settings: Settings) -> int:
+    return await run_service(settings, _controller_body, component="controller")
+
+
+async def run_operator(settings: Settings) -> int:
+    log.error("The operator is not implemented in this release")
+    return 1

@@ -1,0 +1,109 @@
+"""Command line: `multinic-ctrl [run|operator|migrate|plan|version]`.
+
+Configuration errors exit with status 2 and one line naming the variable or flag to fix, the convention of
+argparse itself, so scripts and humans can tell "you configured me wrong" from "something failed" (1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from multinic_ctrl import __version__
+from multinic_ctrl.settings import Settings, SettingsError, load_settings
+
+PROG = "multinic-ctrl"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    db = parser.add_argument_group("database (flags override DB_* environment variables)")
+    db.add_argument("--db-host", help="MariaDB host [env DB_HOST, default 110.0.0.101]")
+    db.add_argument("--db-port", help="MariaDB port [env DB_PORT, default 30306]")
+    db.add_argument("--db-user", help="MariaDB user [env DB_USER, default root]")
+    db.add_argument("--db-name", help="database name [env DB_NAME, default multinic]")
+    db.add_argument(
+        "--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]"
+    )
+    db.add_argument("--db-pool-size", help="maximum pooled connections [env DB_POOL_SIZE, default 10]")
+    obs = parser.add_argument_group("observability")
+    obs.add_argument(
+        "--probe-port", help="port for /healthz, /readyz, /metrics [env PROBE_PORT, default 8082]"
+    )
+    obs.add_argument(
+        "--probe-address", help="bind address for the probe server [env PROBE_ADDRESS, default 0.0.0.0]"
+    )
+    obs.add_argument(
+        "--log-format", help="json or console [env LOG_FORMAT; json in cluster, console locally]"
+    )
+    obs.add_argument("--log-level", help="debug, info, warning, error [env LOG_LEVEL, default info]")
+    kube = parser.add_argument_group("kubernetes")
+    kube.add_argument("--kubeconfig", help="kubeconfig path; in-cluster config when absent [env KUBECONFIG]")
+    kube.add_argument(
+        "--namespaces", help="comma-separated namespaces to watch; all when empty [env WATCH_NAMESPACES]"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "MultiNic controller: reconciles OpenstackConfig resources into the MariaDB rows the MultiNic node "
+            "agent reads, and (as `operator`) runs and protects the controller and its database."
+        ),
+        epilog="Run `%(prog)s COMMAND --help` for a command's options. Without a command, `run` is assumed.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run = sub.add_parser("run", help="run the OpenstackConfig controller (default)")
+    _add_common(run)
+    operator = sub.add_parser("operator", help="run the MultiNicOperator operator")
+    _add_common(operator)
+    migrate = sub.add_parser(
+        "migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)"
+    )
+    _add_common(migrate)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _settings_or_exit(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(vars(args))
+    except SettingsError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["run", *argv]
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"{PROG} {__version__}")
+        return 0
+    settings = _settings_or_exit(args)
+
+    from multinic_ctrl.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    from multinic_ctrl import app
+
+    if args.command == "migrate":
+        return asyncio.run(app.run_migrate(settings))
+    if args.command == "operator":
+        return asyncio.run(app.run_operator(settings))
+    return asyncio.run(app.run_controller(settings))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

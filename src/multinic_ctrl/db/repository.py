@@ -1,0 +1,406 @@
+"""The repository: applies one CR's desired rows as a diff, in one transaction.
+
+Why a diff and not delete-and-reinsert (what the original did): the node agent treats a row's `id` and
+`netplan_success` as its memory of what it configured. Rewriting rows makes every node re-apply netplan on
+every reconcile. So: insert what is new, update what changed (resetting `netplan_success` only when the agent
+must re-apply), delete what is gone, and leave everything else byte-for-byte alone.
+
+Concurrency: two CRs may share a subnet or a node; rows are locked with `SELECT ... FOR UPDATE` in a fixed
+order (interfaces, subnets, nodes) and a deadlock or a duplicate-key race retries the whole transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+import structlog
+
+from multinic_ctrl.db.models import (
+    ApplyResult,
+    DesiredState,
+    InterfaceRow,
+    NodeRow,
+    RowDiff,
+    StoredInterface,
+    SubnetRow,
+    diff_interfaces,
+)
+from multinic_ctrl.db.pool import Database
+
+log = structlog.get_logger(__name__)
+
+Cursor = Any  # aiomysql.DictCursor (untyped library)
+
+_RETRYABLE_ERRNOS = {1205, 1213, 1062}  # lock wait timeout, deadlock, duplicate key (insert race)
+_ATTEMPTS = 4
+
+AGENT_QUERY = (
+    "SELECT mi.id, mi.macaddress, mi.attached_node_name, mi.netplan_success, mi.address, mi.mtu, ms.cidr "
+    "FROM multi_interface mi LEFT JOIN multi_subnet ms ON mi.subnet_id = ms.subnet_id "
+    "WHERE mi.attached_node_name = %s"
+)
+"""The node agent's query, verbatim from MISSION.md (its `?` placeholder written as aiomysql's `%s`)."""
+
+
+@dataclass(frozen=True)
+class CrState:
+    spec_hash: str
+    last_sync_at: dt.datetime
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def _stored(row: dict[str, Any]) -> StoredInterface:
+    return StoredInterface(
+        id=int(row["id"]),
+        row=InterfaceRow(
+            port_id=row["port_id"],
+            subnet_id=row["subnet_id"],
+            mac=row["macaddress"],
+            address=row["address"],
+            mtu=row["mtu"],
+            node_id=row["attached_node_id"],
+            node_name=row["attached_node_name"],
+            status=row["status"],
+        ),
+        netplan_success=int(row["netplan_success"]),
+        cr_namespace=row["cr_namespace"],
+        cr_name=row["cr_name"],
+    )
+
+
+class Repository:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    # ----------------------------------------------------------------- reads
+    async def interfaces_of(self, namespace: str, name: str) -> list[StoredInterface]:
+        async with self.db.transaction("list_interfaces") as cur:
+            await cur.execute(
+                "SELECT * FROM multi_interface WHERE cr_namespace = %s AND cr_name = %s ORDER BY port_id",
+                (namespace, name),
+            )
+            return [_stored(r) for r in await cur.fetchall()]
+
+    async def state_of(self, namespace: str, name: str) -> CrState | None:
+        async with self.db.transaction("get_state") as cur:
+            await cur.execute(
+                "SELECT spec_hash, last_sync_at FROM cr_state WHERE cr_namespace = %s AND cr_name = %s",
+                (namespace, name),
+            )
+            row = await cur.fetchone()
+        return None if row is None else CrState(row["spec_hash"], row["last_sync_at"])
+
+    async def agent_view(self, node_name: str) -> list[dict[str, Any]]:
+        """What the node agent on `node_name` sees (its exact query)."""
+        async with self.db.transaction("agent_view") as cur:
+            await cur.execute(AGENT_QUERY + " ORDER BY mi.id", (node_name,))
+            return list(await cur.fetchall())
+
+    async def plan(self, namespace: str, name: str, desired: DesiredState) -> RowDiff:
+        """The diff `apply` would make now, without writing anything."""
+        async with self.db.transaction("plan") as cur:
+            current = await self._current_rows(cur, namespace, name, lock=False)
+            foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=False)
+        return diff_interfaces((s.row for s in current), desired.interfaces, foreign)
+
+    # ---------------------------------------------------------------- writes
+    async def apply(
+        self, namespace: str, name: str, desired: DesiredState, *, spec_hash: str | None = None
+    ) -> ApplyResult:
+        """Make the CR's rows equal `desired`; store `spec_hash` in the same transaction (only on success)."""
+        return await self._retrying(
+            "apply", lambda cur: self._apply(cur, namespace, name, desired, spec_hash)
+        )
+
+    async def remove(self, namespace: str, name: str) -> int:
+        """Delete the CR's interface rows and state (the CR is being deleted); returns rows deleted."""
+        result = await self._retrying(
+            "remove", lambda cur: self._apply(cur, namespace, name, DesiredState(), None, forget=True)
+        )
+        return len(result.diff.removed)
+
+    async def _retrying(self, operation: str, body: Any) -> ApplyResult:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self.db.transaction(operation) as cur:
+                    result: ApplyResult = await body(cur)
+                return result
+            except (pymysql.err.OperationalError, pymysql.err.IntegrityError) as exc:
+                code = exc.args[0] if exc.args else None
+                if code not in _RETRYABLE_ERRNOS or attempt == _ATTEMPTS:
+                    raise
+                log.info("Retrying database transaction after a conflict", operation=operation, errno=code)
+                await asyncio.sleep(0.01 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def _apply(
+        self,
+        cur: Cursor,
+        namespace: str,
+        name: str,
+        desired: DesiredState,
+        spec_hash: str | None,
+        *,
+        forget: bool = False,
+    ) -> ApplyResult:
+        current = await self._current_rows(cur, namespace, name, lock=True)
+        foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=True)
+        diff = diff_interfaces((s.row for s in current), desired.interfaces, foreign)
+        ids = {s.row.port_id: s.id for s in current}
+
+        if diff.removed:
+            removed_ids = [ids[r.port_id] for r in diff.removed]
+            await cur.execute(
+                f"DELETE FROM multi_interface WHERE id IN ({_placeholders(removed_ids)})", removed_ids
+            )
+        subnets_written = await self._upsert_subnets(cur, desired.subnets)
+        nodes_written = await self._upsert_nodes(cur, desired.nodes)
+        for row in diff.added:
+            await cur.execute(
+                "INSERT INTO multi_interface (port_id, subnet_id, macaddress, address, mtu, attached_node_id, "
+                "attached_node_name, cr_namespace, cr_name, status, netplan_success) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
+                (
+                    row.port_id,
+                    row.subnet_id,
+                    row.mac,
+                    row.address,
+                    row.mtu,
+                    row.node_id,
+                    row.node_name,
+                    namespace,
+                    name,
+                    row.status,
+                ),
+            )
+        for change in diff.changed:
+            new = change.new
+            await cur.execute(
+                "UPDATE multi_interface SET subnet_id = %s, macaddress = %s, address = %s, mtu = %s, "
+                "attached_node_id = %s, attached_node_name = %s, status = %s, modified_at = NOW(6)"
+                + (", netplan_success = 0" if change.resets_netplan else "")
+                + " WHERE id = %s",
+                (
+                    new.subnet_id,
+                    new.mac,
+                    new.address,
+                    new.mtu,
+                    new.node_id,
+                    new.node_name,
+                    new.status,
+                    ids[new.port_id],
+                ),
+            )
+        previously = [s.row for s in current]
+        swept = await self._sweep_unreferenced(
+            cur,
+            subnet_ids={r.subnet_id for r in previously} - {s.subnet_id for s in desired.subnets},
+            node_ids={r.node_id for r in previously} - {n.node_id for n in desired.nodes},
+        )
+        if forget:
+            await cur.execute(
+                "DELETE FROM cr_state WHERE cr_namespace = %s AND cr_name = %s", (namespace, name)
+            )
+        elif spec_hash is not None:
+            await cur.execute(
+                "INSERT INTO cr_state (cr_namespace, cr_name, spec_hash, last_sync_at) VALUES (%s, %s, %s, NOW(6)) "
+                "ON DUPLICATE KEY UPDATE spec_hash = VALUES(spec_hash), last_sync_at = VALUES(last_sync_at), "
+                "modified_at = NOW(6)",
+                (namespace, name, spec_hash),
+            )
+        return ApplyResult(
+            diff=diff, subnets_written=subnets_written, nodes_written=nodes_written, swept=swept
+        )
+
+    async def _current_rows(
+        self, cur: Cursor, namespace: str, name: str, *, lock: bool
+    ) -> list[StoredInterface]:
+        await cur.execute(
+            "SELECT * FROM multi_interface WHERE cr_namespace = %s AND cr_name = %s ORDER BY id"
+            + (" FOR UPDATE" if lock else ""),
+            (namespace, name),
+        )
+        return [_stored(r) for r in await cur.fetchall()]
+
+    async def _owned_elsewhere(
+        self, cur: Cursor, namespace: str, name: str, desired: DesiredState, *, lock: bool
+    ) -> dict[str, str]:
+        ports = [i.port_id for i in desired.interfaces]
+        if not ports:
+            return {}
+        await cur.execute(
+            f"SELECT port_id, cr_namespace, cr_name FROM multi_interface WHERE port_id IN ({_placeholders(ports)}) "
+            "AND NOT (cr_namespace = %s AND cr_name = %s)" + (" FOR UPDATE" if lock else ""),
+            [*ports, namespace, name],
+        )
+        return {r["port_id"]: f"{r['cr_namespace']}/{r['cr_name']}" for r in await cur.fetchall()}
+
+    async def _upsert_subnets(self, cur: Cursor, subnets: Iterable[SubnetRow]) -> int:
+        wanted = {s.subnet_id: s for s in subnets}
+        if not wanted:
+            return 0
+        keys = sorted(wanted)
+        await cur.execute(
+            f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(keys)}) FOR UPDATE", keys
+        )
+        existing: dict[str, Any] = {r["subnet_id"]: r for r in await cur.fetchall()}
+        written = 0
+        for key in keys:
+            s = wanted[key]
+            row = existing.get(key)
+            if row is None:
+                await cur.execute(
+                    "INSERT INTO multi_subnet (subnet_id, subnet_name, cidr, network_id, status) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (s.subnet_id, s.subnet_name, s.cidr, s.network_id, s.status),
+                )
+                written += 1
+                continue
+            if (row["subnet_name"], row["cidr"], row["network_id"], row["status"], row["deleted_at"]) == (
+                s.subnet_name,
+                s.cidr,
+                s.network_id,
+                s.status,
+                None,
+            ):
+                continue
+            await cur.execute(
+                "UPDATE multi_subnet SET subnet_name = %s, cidr = %s, network_id = %s, status = %s, "
+                "modified_at = NOW(6), deleted_at = NULL WHERE subnet_id = %s",
+                (s.subnet_name, s.cidr, s.network_id, s.status, key),
+            )
+            written += 1
+            if row["cidr"] != s.cidr:
+                # The agent writes the prefix length into netplan: every NIC on this subnet must re-apply.
+                await cur.execute(
+                    "UPDATE multi_interface SET netplan_success = 0, modified_at = NOW(6) WHERE subnet_id = %s",
+                    (key,),
+                )
+        return written
+
+    async def _upsert_nodes(self, cur: Cursor, nodes: Iterable[NodeRow]) -> int:
+        wanted = sorted(nodes)
+        if not wanted:
+            return 0
+        ids = [n.node_id for n in wanted]
+        names = [n.node_name for n in wanted]
+        await cur.execute(
+            f"SELECT * FROM node_table WHERE attached_node_id IN ({_placeholders(ids)}) "
+            f"OR attached_node_name IN ({_placeholders(names)}) ORDER BY id FOR UPDATE",
+            [*ids, *names],
+        )
+        rows: list[dict[str, Any]] = list(await cur.fetchall())
+        written = 0
+        for node in wanted:
+            by_id = next((r for r in rows if r["attached_node_id"] == node.node_id), None)
+            by_name = next((r for r in rows if r["attached_node_name"] == node.node_name), None)
+            if by_id is not None and by_id is by_name:
+                if (by_id["status"], by_id["deleted_at"]) != (node.status, None):
+                    await cur.execute(
+                        "UPDATE node_table SET status = %s, deleted_at = NULL, modified_at = NOW(6) WHERE id = %s",
+                        (node.status, by_id["id"]),
+                    )
+                    written += 1
+                continue
+            if by_name is not None and by_id is not None:
+                # The name now belongs to another server (renamed into a re-used name): free it first.
+                await self._retire_node_name(cur, by_name)
+                by_name = None
+            if by_id is None and by_name is None:
+                await cur.execute(
+                    "INSERT INTO node_table (attached_node_id, attached_node_name, status) VALUES (%s, %s, %s)",
+                    (node.node_id, node.node_name, node.status),
+                )
+            elif by_name is not None:
+                # Same name, new server UUID: the VM was re-created. Interface rows follow by cascade.
+                log.info(
+                    "Node re-created under the same name",
+                    node=node.node_name,
+                    old_id=by_name["attached_node_id"],
+                    new_id=node.node_id,
+                )
+                await cur.execute(
+                    "UPDATE node_table SET attached_node_id = %s, status = %s, deleted_at = NULL, "
+                    "modified_at = NOW(6) WHERE id = %s",
+                    (node.node_id, node.status, by_name["id"]),
+                )
+            else:
+                assert by_id is not None
+                # Same server, new name: the agent on the new hostname has applied nothing yet.
+                log.info(
+                    "Node renamed",
+                    node_id=node.node_id,
+                    old_name=by_id["attached_node_name"],
+                    new_name=node.node_name,
+                )
+                await cur.execute(
+                    "UPDATE node_table SET attached_node_name = %s, status = %s, deleted_at = NULL, "
+                    "modified_at = NOW(6) WHERE id = %s",
+                    (node.node_name, node.status, by_id["id"]),
+                )
+                await cur.execute(
+                    "UPDATE multi_interface SET netplan_success = 0, modified_at = NOW(6) "
+                    "WHERE attached_node_id = %s",
+                    (node.node_id,),
+                )
+            written += 1
+            await cur.execute(
+                "SELECT * FROM node_table WHERE attached_node_id = %s OR attached_node_name = %s",
+                (node.node_id, node.node_name),
+            )
+            fresh = list(await cur.fetchall())
+            rows = [r for r in rows if r["id"] not in {f["id"] for f in fresh}] + fresh
+        return written
+
+    async def _retire_node_name(self, cur: Cursor, row: dict[str, Any]) -> None:
+        await cur.execute(
+            "SELECT COUNT(*) AS n FROM multi_interface WHERE attached_node_id = %s",
+            (row["attached_node_id"],),
+        )
+        counted = await cur.fetchone()
+        referenced = counted["n"] if counted else 0
+        if referenced:
+            # Rows of another CR still point at the old server; park them under a name no host has, so
+            # they leave that hostname's agent view until their own CR reconciles.
+            await cur.execute(
+                "UPDATE node_table SET attached_node_name = %s, deleted_at = NOW(6), modified_at = NOW(6) "
+                "WHERE id = %s",
+                (f"~retired~{row['attached_node_id']}", row["id"]),
+            )
+        else:
+            await cur.execute("DELETE FROM node_table WHERE id = %s", (row["id"],))
+
+    async def _sweep_unreferenced(
+        self, cur: Cursor, *, subnet_ids: set[str], node_ids: set[str]
+    ) -> tuple[str, ...]:
+        """Mark subnets and nodes this CR stopped using as deleted, unless another row still uses them."""
+        swept: list[str] = []
+        for table, column, keys in (
+            ("multi_subnet", "subnet_id", sorted(subnet_ids)),
+            ("node_table", "attached_node_id", sorted(node_ids)),
+        ):
+            if not keys:
+                continue
+            await cur.execute(
+                f"SELECT {column} AS k FROM {table} t WHERE {column} IN ({_placeholders(keys)}) "
+                f"AND deleted_at IS NULL AND NOT EXISTS "
+                f"(SELECT 1 FROM multi_interface mi WHERE mi.{column} = t.{column})",
+                keys,
+            )
+            gone = [r["k"] for r in await cur.fetchall()]
+            if gone:
+                await cur.execute(
+                    f"UPDATE {table} SET deleted_at = NOW(6), modified_at = NOW(6) "
+                    f"WHERE {column} IN ({_placeholders(gone)})",
+                    gone,
+                )
+                swept.extend(f"{table}:{k}" for k in gone)
+        return tuple(swept)

@@ -1,0 +1,169 @@
+"""Process settings: one frozen object built from command-line flags and the environment.
+
+Flags win over environment variables, which win over defaults. Every problem is reported as a
+`SettingsError` naming the offending variable or flag, so the CLI can print one line and exit 2 instead of
+a traceback. Secrets (the database password) are kept out of `repr()` so that a settings object that ends up
+in a log line or an exception cannot leak them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+LogFormat = Literal["json", "console"]
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# MISSION.md's documented defaults (the seed's in-cluster values); local runs override them via env or flags.
+DEFAULT_DB_HOST = "110.0.0.101"
+DEFAULT_DB_PORT = 30306
+DEFAULT_DB_USER = "root"
+DEFAULT_DB_NAME = "multinic"
+DEFAULT_PROBE_PORT = 8082
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; `source` names the variable or flag to fix."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    host: str = DEFAULT_DB_HOST
+    port: int = DEFAULT_DB_PORT
+    user: str = DEFAULT_DB_USER
+    password: str = field(default="", repr=False)
+    name: str = DEFAULT_DB_NAME
+    pool_size: int = 10
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    probe_port: int = DEFAULT_PROBE_PORT
+    probe_address: str = "0.0.0.0"  # noqa: S104 - probes must be reachable by the kubelet on the pod IP
+    log_format: LogFormat = "console"
+    log_level: str = "info"
+    namespaces: tuple[str, ...] = ()  # empty: watch all namespaces
+    kubeconfig: Path | None = None
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in any log line, event or status."""
+        return tuple(s for s in (self.database.password,) if s)
+
+
+def _parse_port(source: str, raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise SettingsError(source, f"{raw!r} is not a valid port (expected an integer 1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(source, f"{port} is out of range (expected 1-65535)")
+    return port
+
+
+def _parse_positive_int(source: str, raw: str, *, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(source, f"{raw!r} is not an integer") from None
+    if not 1 <= value <= maximum:
+        raise SettingsError(source, f"{value} is out of range (expected 1-{maximum})")
+    return value
+
+
+def _read_password(env: Mapping[str, str], flag_file: str | None) -> str:
+    """`DB_PASSWORD_FILE` (a mounted Secret) is preferred in clusters; giving both is ambiguous, so refuse."""
+    file_source = "--db-password-file" if flag_file else "DB_PASSWORD_FILE"
+    path = flag_file or env.get("DB_PASSWORD_FILE", "")
+    inline = env.get("DB_PASSWORD")
+    if path and inline:
+        raise SettingsError(file_source, "set either DB_PASSWORD or DB_PASSWORD_FILE, not both")
+    if not path:
+        return inline or ""
+    try:
+        # A trailing newline is almost always an artefact of `echo` or an editor, never part of the password.
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise SettingsError(file_source, f"cannot read {path}: {exc.strerror}") from None
+
+
+def in_cluster(env: Mapping[str, str]) -> bool:
+    return bool(env.get("KUBERNETES_SERVICE_HOST"))
+
+
+def load_settings(
+    flags: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from parsed flags (`None` values mean "not given") over the environment."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+
+    def pick(flag: str, var: str) -> tuple[str, str | None]:
+        if flag in flags:
+            return "--" + flag.replace("_", "-"), str(flags[flag])
+        return var, env.get(var)
+
+    src, raw = pick("db_host", "DB_HOST")
+    host = raw if raw is not None else DEFAULT_DB_HOST
+    if not host.strip():
+        raise SettingsError(src, "must not be empty")
+    src, raw = pick("db_port", "DB_PORT")
+    port = _parse_port(src, raw) if raw is not None else DEFAULT_DB_PORT
+    src, raw = pick("db_user", "DB_USER")
+    user = raw if raw is not None else DEFAULT_DB_USER
+    if not user:
+        raise SettingsError(src, "must not be empty")
+    src, raw = pick("db_name", "DB_NAME")
+    name = raw if raw is not None else DEFAULT_DB_NAME
+    if not name or not all(c.isalnum() or c in "_$" for c in name):
+        raise SettingsError(src, f"{name!r} is not a valid database name (letters, digits, '_' and '$')")
+    src, raw = pick("db_pool_size", "DB_POOL_SIZE")
+    pool_size = _parse_positive_int(src, raw, maximum=200) if raw is not None else 10
+    password_file = flags.get("db_password_file")
+    password = _read_password(env, str(password_file) if password_file else None)
+
+    src, raw = pick("probe_port", "PROBE_PORT")
+    probe_port = _parse_port(src, raw) if raw is not None else DEFAULT_PROBE_PORT
+    src, raw = pick("probe_address", "PROBE_ADDRESS")
+    probe_address = raw if raw else "0.0.0.0"  # noqa: S104
+
+    src, raw = pick("log_format", "LOG_FORMAT")
+    log_format = (raw or ("json" if in_cluster(env) else "console")).lower()
+    if log_format not in ("json", "console"):
+        raise SettingsError(src, f"{raw!r} is not a log format (expected json or console)")
+    src, raw = pick("log_level", "LOG_LEVEL")
+    log_level = (raw or "info").lower()
+    if log_level not in _LOG_LEVELS:
+        raise SettingsError(src, f"{raw!r} is not a log level (expected one of {', '.join(_LOG_LEVELS)})")
+
+    src, raw = pick("namespaces", "WATCH_NAMESPACES")
+    namespaces = tuple(sorted({ns.strip() for ns in (raw or "").split(",") if ns.strip()}))
+    for ns in namespaces:
+        if len(ns) > 63 or not all(c.islower() or c.isdigit() or c == "-" for c in ns):
+            raise SettingsError(src, f"{ns!r} is not a valid namespace name")
+
+    src, raw = pick("kubeconfig", "KUBECONFIG")
+    # Only the first entry of a colon-separated KUBECONFIG is used; it is checked when a command needs the
+    # cluster, so `migrate` or `version` still work with a stale KUBECONFIG in the shell.
+    kubeconfig = Path(raw.split(os.pathsep)[0]) if raw else None
+
+    return Settings(
+        database=DatabaseSettings(
+            host=host, port=port, user=user, password=password, name=name, pool_size=pool_size
+        ),
+        probe_port=probe_port,
+        probe_address=probe_address,
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        namespaces=namespaces,
+        kubeconfig=kubeconfig,
+    )

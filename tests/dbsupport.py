@@ -1,0 +1,68 @@
+"""Access to the real MariaDB the tests run against, and fresh per-test databases on it.
+
+Connection details come from MULTINIC_TEST_DB_* (defaults: the private instance `scripts/local-mariadb up`
+starts). An unreachable server fails the test with instructions: a skipped database test proves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiomysql
+
+from multinic_ctrl.db import Database
+from multinic_ctrl.db.migrations import migrate
+from multinic_ctrl.settings import DatabaseSettings
+
+
+def test_db_settings(name: str = "multinic") -> DatabaseSettings:
+    return DatabaseSettings(
+        host=os.environ.get("MULTINIC_TEST_DB_HOST", "127.0.0.1"),
+        port=int(os.environ.get("MULTINIC_TEST_DB_PORT", "33306")),
+        user=os.environ.get("MULTINIC_TEST_DB_USER", "root"),
+        password=os.environ.get("MULTINIC_TEST_DB_PASSWORD", "multinic-dev"),
+        name=name,
+        pool_size=10,
+    )
+
+
+async def server_connection(settings: DatabaseSettings) -> aiomysql.Connection:
+    try:
+        return await aiomysql.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password,
+            autocommit=True,
+        )
+    except Exception as exc:
+        raise RuntimeError(
+            f"MariaDB for tests is not reachable at {settings.host}:{settings.port} ({exc}). "
+            "Start it with `scripts/local-mariadb up` (or set MULTINIC_TEST_DB_HOST/PORT/USER/PASSWORD)."
+        ) from exc
+
+
+@asynccontextmanager
+async def fresh_database(*, migrated: bool = True) -> AsyncIterator[Database]:
+    """A new, uniquely named database (dropped afterwards) with the schema applied."""
+    name = f"multinic_test_{uuid.uuid4().hex[:12]}"
+    settings = test_db_settings(name)
+    admin = await server_connection(settings)
+    try:
+        if migrated:
+            await migrate(settings)
+        else:
+            async with admin.cursor() as cur:
+                await cur.execute(f"CREATE DATABASE `{name}`")
+        database = Database(settings)
+        try:
+            yield database
+        finally:
+            await database.close()
+            async with admin.cursor() as cur:
+                await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        admin.close()

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multinic_ctrl.cli import main
+from multinic_ctrl.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "source", "fragment"),
+    [
+        ({"DB_PORT": "abc"}, {}, "DB_PORT", "'abc' is not a valid port"),
+        ({"DB_PORT": "70000"}, {}, "DB_PORT", "out of range"),
+        ({}, {"db_port": "x"}, "--db-port", "not a valid port"),
+        ({"PROBE_PORT": "-1"}, {}, "PROBE_PORT", "out of range"),
+        ({"LOG_FORMAT": "xml"}, {}, "LOG_FORMAT", "not a log format"),
+        ({"LOG_LEVEL": "loud"}, {}, "LOG_LEVEL", "not a log level"),
+        ({"DB_NAME": "multi;nic"}, {}, "DB_NAME", "not a valid database name"),
+        ({"WATCH_NAMESPACES": "ok,Bad_NS"}, {}, "WATCH_NAMESPACES", "'Bad_NS' is not a valid namespace"),
+        ({"DB_POOL_SIZE": "0"}, {}, "DB_POOL_SIZE", "out of range"),
+        ({"DB_PASSWORD": "a", "DB_PASSWORD_FILE": "/x"}, {}, "DB_PASSWORD_FILE", "not both"),
+        ({"DB_PASSWORD_FILE": "/nonexistent/pw"}, {}, "DB_PASSWORD_FILE", "cannot read /nonexistent/pw"),
+    ],
+)
+def test_invalid_settings_name_their_source(
+    env: dict[str, str], flags: dict[str, object], source: str, fragment: str
+) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(flags, env)
+    assert info.value.source == source
+    assert fragment in str(info.value)
+
+
+def test_defaults_and_precedence(tmp_path: Path) -> None:
+    defaults = load_settings({}, {})
+    assert (
+        defaults.database.host,
+        defaults.database.port,
+        defaults.database.user,
+        defaults.database.name,
+    ) == ("110.0.0.101", 30306, "root", "multinic")
+    assert defaults.probe_port == 8082 and defaults.log_format == "console"
+    assert load_settings({}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).log_format == "json"
+    s = load_settings({"db_port": "3307", "db_host": None}, {"DB_PORT": "3306", "DB_HOST": "db"})
+    assert (s.database.host, s.database.port) == ("db", 3307)
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-value\n")
+    s = load_settings({}, {"DB_PASSWORD_FILE": str(pw), "WATCH_NAMESPACES": "b, a,a"})
+    assert s.database.password == "s3cret-value"
+    assert s.namespaces == ("a", "b")
+    assert "s3cret-value" not in repr(s)
+    assert s.secrets() == ("s3cret-value",)
+
+
+def test_cli_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_PORT", "abc")
+    with pytest.raises(SystemExit) as info:
+        main(["migrate"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["multinic-ctrl: error: DB_PORT: 'abc' is not a valid port (expected an integer 1-65535)"]
+
+
+def test_cli_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--no-such-flag"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_python_m_entry_point_version_and_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "multinic_ctrl", "version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("multinic-ctrl ")
+    helptext = subprocess.run(
+        [sys.executable, "-m", "multinic_ctrl", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("run", "operator", "migrate", "version"):
+        assert command in helptext
+    run_help = subprocess.run(
+        [sys.executable, "-m", "multinic_ctrl", "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "DB_HOST" in run_help and "--probe-port" in run_help
