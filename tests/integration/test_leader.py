@@ -1,0 +1,179 @@
+"""Leader election on a real Lease: one leader at a time, hand-over on crash and on graceful stop,
+and a leader that cannot renew stops its work before anyone else may take over.
+
+Durations are scaled down (lease 4 s, renew deadline 3 s, retry 0.5 s) so the suite stays quick; the algorithm
+only depends on their ratios, which keep the production ordering lease > renew deadline > retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import pytest
+
+from multinic_ctrl.kube.client import LEASES, KubeClient
+from multinic_ctrl.kube.leader import LeaderElector
+
+pytestmark = pytest.mark.integration
+
+LEASE, RENEW, RETRY = 4.0, 3.0, 0.5
+
+
+class Work:
+    """The leading work of one replica: records when it runs and checks no two replicas overlap."""
+
+    active: set[str]
+
+    def __init__(self, name: str, shared: set[str], overlaps: list[set[str]]) -> None:
+        self.name = name
+        self.shared = shared
+        self.overlaps = overlaps
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.started_at: float | None = None
+        self.stopped_at: float | None = None
+
+    async def __call__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.stopped.clear()
+        self.shared.add(self.name)
+        if len(self.shared) > 1:
+            self.overlaps.append(set(self.shared))
+        self.started_at = loop.time()
+        self.started.set()
+        try:
+            while True:
+                if len(self.shared) > 1:
+                    self.overlaps.append(set(self.shared))
+                await asyncio.sleep(0.05)
+        finally:
+            self.shared.discard(self.name)
+            self.stopped_at = loop.time()
+            self.started.clear()
+            self.stopped.set()
+
+
+def elector(client: KubeClient, lease: str, namespace: str, identity: str, **kw: Any) -> LeaderElector:
+    return LeaderElector(
+        client,
+        name=lease,
+        namespace=namespace,
+        identity=identity,
+        lease_duration=LEASE,
+        renew_deadline=RENEW,
+        retry_period=RETRY,
+        **kw,
+    )
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _first_started(a: Work, b: Work, timeout: float) -> Work:
+    done, pending = await asyncio.wait(
+        [asyncio.create_task(a.started.wait()), asyncio.create_task(b.started.wait())],
+        timeout=timeout,
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    for task in pending:
+        task.cancel()
+    assert done, "nobody became leader"
+    return a if a.started.is_set() else b
+
+
+async def test_exactly_one_leader_and_hand_over_on_crash(kube_api: Any, namespace: str) -> None:
+    client = KubeClient(kube_api)
+    lease = f"lease-{uuid.uuid4().hex[:6]}"
+    shared: set[str] = set()
+    overlaps: list[set[str]] = []
+    work = {n: Work(n, shared, overlaps) for n in ("a", "b")}
+    # "crash": no release on cancel, like a SIGKILLed pod
+    electors = {n: elector(client, lease, namespace, n, release_on_cancel=False) for n in work}
+    tasks = {n: asyncio.create_task(electors[n].run(work[n])) for n in work}
+    try:
+        leader = await _first_started(work["a"], work["b"], 10)
+        other = "b" if leader.name == "a" else "a"
+        await asyncio.sleep(3 * RETRY + LEASE)  # several renewals: the follower must stay a follower
+        assert shared == {leader.name} and not overlaps
+        assert electors[leader.name].is_leader and not electors[other].is_leader
+        stored = await client.get(LEASES, lease, namespace)
+        assert stored["spec"]["holderIdentity"] == leader.name
+
+        loop = asyncio.get_running_loop()
+        killed_at = loop.time()
+        await _stop(tasks[leader.name])
+        await asyncio.wait_for(work[other].started.wait(), LEASE + 4 * RETRY)
+        took = loop.time() - killed_at
+        assert LEASE - 2 * RETRY <= took <= LEASE + 3 * RETRY, f"hand-over took {took:.2f}s"
+        assert not overlaps
+        stored = await client.get(LEASES, lease, namespace)
+        assert stored["spec"]["holderIdentity"] == other
+        assert stored["spec"]["leaseTransitions"] >= 1
+    finally:
+        for task in tasks.values():
+            await _stop(task)
+
+
+async def test_graceful_stop_releases_and_hands_over_at_once(kube_api: Any, namespace: str) -> None:
+    client = KubeClient(kube_api)
+    lease = f"lease-{uuid.uuid4().hex[:6]}"
+    shared: set[str] = set()
+    overlaps: list[set[str]] = []
+    work = {n: Work(n, shared, overlaps) for n in ("a", "b")}
+    electors = {n: elector(client, lease, namespace, n) for n in work}
+    tasks = {n: asyncio.create_task(electors[n].run(work[n])) for n in work}
+    try:
+        leader = await _first_started(work["a"], work["b"], 10)
+        other = "b" if leader.name == "a" else "a"
+        await asyncio.sleep(2 * RETRY)
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+        await _stop(tasks[leader.name])
+        assert work[leader.name].stopped.is_set()
+        stored = await client.get(LEASES, lease, namespace)
+        assert not stored["spec"].get("holderIdentity"), "graceful stop must release the lease"
+        await asyncio.wait_for(work[other].started.wait(), LEASE)
+        took = loop.time() - stopped_at
+        assert took < 2 * RETRY + 0.5, f"hand-over after release took {took:.2f}s (lease is {LEASE}s)"
+        assert not overlaps
+    finally:
+        for task in tasks.values():
+            await _stop(task)
+
+
+async def test_leader_that_cannot_renew_stops_work_within_renew_deadline(
+    kube_api: Any, namespace: str, control_plane: Any
+) -> None:
+    client = KubeClient(kube_api)
+    lease = f"lease-{uuid.uuid4().hex[:6]}"
+    shared: set[str] = set()
+    overlaps: list[set[str]] = []
+    work = Work("a", shared, overlaps)
+    lost: list[float] = []
+    loop = asyncio.get_running_loop()
+    a = elector(client, lease, namespace, "a")
+    task = asyncio.create_task(a.run(work, on_stopped_leading=lambda: lost.append(loop.time())))
+    try:
+        await asyncio.wait_for(work.started.wait(), 10)
+        await asyncio.sleep(RETRY)
+        down_at = loop.time()
+        await asyncio.to_thread(control_plane.stop_apiserver)
+        try:
+            await asyncio.wait_for(work.stopped.wait(), RENEW + 2 * RETRY + 1)
+            assert work.stopped_at is not None
+            # last successful renewal was at most one retry period before the outage
+            assert work.stopped_at - down_at <= RENEW + RETRY, "work must stop before the lease can expire"
+            assert lost and not a.is_leader
+        finally:
+            await asyncio.to_thread(control_plane.start_apiserver)
+        # it campaigns again and, being the only candidate, wins back the lease
+        await asyncio.wait_for(work.started.wait(), LEASE + 10)
+        assert a.transitions == 2
+    finally:
+        await _stop(task)
