@@ -104,9 +104,7 @@ def test_catalog_region_and_interface() -> None:
 
 
 def test_spec_endpoints_win_over_catalog() -> None:
-    eps = resolve_endpoints(
-        creds(compute_endpoint="http://c:8774", network_endpoint="http://n:9696/v2.0"), ()
-    )
+    eps = resolve_endpoints(creds(compute_endpoint="http://c:8774", network_endpoint="http://n:9696/v2.0"), ())
     assert (eps.compute, eps.network) == ("http://c:8774/v2.1", "http://n:9696/v2.0")
 
 

@@ -99,9 +99,7 @@ async def test_duplicate_server_names_are_an_error(sim: Simulator, client: OpenS
         await client.observe(sim.credentials(), ["test-vm-2"], "k8s-subnet")
 
 
-async def test_port_of_unknown_device_and_detached_ports_are_ignored(
-    sim: Simulator, client: OpenStackClient
-) -> None:
+async def test_port_of_unknown_device_and_detached_ports_are_ignored(sim: Simulator, client: OpenStackClient) -> None:
     vm2 = sim.state.find_server("test-vm-2")
     sim.state.remove_server(vm2.id)  # its port stays, detached
     obs = await client.observe(sim.credentials(), ["test-vm-1", "test-vm-2"], "k8s-subnet")
@@ -172,9 +170,7 @@ async def test_pagination_across_pages_for_servers_and_ports() -> None:
     async with running_simulator(big_seed(25)) as sim:
         client = make_client(page_size=4)
         try:
-            obs = await client.observe(
-                sim.credentials(), [f"test-vm-{i}" for i in range(1, 26)], "k8s-subnet"
-            )
+            obs = await client.observe(sim.credentials(), [f"test-vm-{i}" for i in range(1, 26)], "k8s-subnet")
         finally:
             await client.close()
         assert len(obs.servers) == 25 and len(obs.ports) == 25
@@ -212,9 +208,7 @@ async def test_huge_device_list_falls_back_to_subnet_filter() -> None:
     async with running_simulator(big_seed(n)) as sim:
         client = make_client()
         try:
-            obs = await client.observe(
-                sim.credentials(), [f"test-vm-{i}" for i in range(1, n + 1)], "k8s-subnet"
-            )
+            obs = await client.observe(sim.credentials(), [f"test-vm-{i}" for i in range(1, n + 1)], "k8s-subnet")
         finally:
             await client.close()
         assert len(obs.ports) == n
