@@ -87,7 +87,7 @@ CATALOG = (
 
 
 def creds(**kw: str) -> Credentials:
-    return Credentials(auth_url="http://k:5000", username="admin", password="s3cret", **kw)  # type: ignore[arg-type]
+    return Credentials(auth_url="http://k:5000", username="admin", password="s3cret", **kw)
 
 
 def test_empty_spec_endpoints_mean_catalog() -> None:
