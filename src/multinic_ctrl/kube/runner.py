@@ -83,6 +83,7 @@ class Controller:
     def watch(self, informer: Informer, mapper: KeyMapper | None = None, *, predicate: Predicate | None = None) -> None:
         """Enqueue keys for the informer's events.
 
+        `mapper` and `predicate` see the informer's cached objects uncopied and must not mutate them.
         `mapper` turns an object into the keys to reconcile (default: its own key; e.g. an owner's key for
         owned objects). `predicate(old, new)` filters adds/updates (old is None for adds); deletes always
         enqueue, since a missed delete would leave cleanup undone.
@@ -104,7 +105,8 @@ class Controller:
             for key in to_keys(obj):
                 queue.add(key)
 
-        informer.add_handler(on_add, on_update, on_delete)
+        # mappers and predicates only read: skip the per-event deep copy (see Informer.add_handler)
+        informer.add_handler(on_add, on_update, on_delete, read_only=True)
         self._informers.append(informer)
 
     @property
