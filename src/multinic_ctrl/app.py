@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
@@ -62,16 +63,23 @@ async def migrate_until_done(settings: Settings, stop: asyncio.Event) -> None:
         return
 
 
-ServiceBody = Callable[[Settings, Database, ProbeServer, asyncio.Event], Awaitable[None]]
+class Service(Protocol):
+    """A process body: installs its routes/probes on the server, then runs until `stop` is set."""
+
+    def install(self, server: ProbeServer) -> None: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
 
 
-async def run_service(settings: Settings, body: ServiceBody, *, component: str) -> int:
-    """Run `body` next to the probe server until a stop signal, then shut down gracefully."""
+async def run_service(settings: Settings, make: Callable[[Settings, Database], Service], *, component: str) -> int:
+    """Run a service next to the probe server until a stop signal, then shut down gracefully."""
     stop = asyncio.Event()
     install_stop_signals(stop)
     database = Database(settings.database)
     server = ProbeServer(settings.probe_address, settings.probe_port)
     server.add_readiness_check("database", database.ping)
+    service = make(settings, database)
+    service.install(server)
     log.info(
         "Starting",
         component=component,
@@ -81,27 +89,26 @@ async def run_service(settings: Settings, body: ServiceBody, *, component: str) 
         namespaces=list(settings.namespaces) or "all",
     )
     await server.start()
-    main: asyncio.Task[None] = asyncio.ensure_future(body(settings, database, server, stop))
-    stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+    main: asyncio.Task[None] = asyncio.ensure_future(service.run(stop))
+    stopper = asyncio.ensure_future(stop.wait())
     exit_code = 0
     try:
         done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if main in done and not stop.is_set():
             exc = main.exception()
             if exc is not None:
-                log.error("Component failed; exiting", component=component, error=repr(exc), exc_info=exc)
+                log.error("Component failed; exiting", component=component, error=str(exc), exc_info=exc)
                 exit_code = 1
             else:
                 log.info("Component finished", component=component)
         else:
-            stop.set()
             try:
                 await asyncio.wait_for(asyncio.shield(main), SHUTDOWN_GRACE_SECONDS)
             except TimeoutError:
                 log.warning("Graceful shutdown deadline passed; cancelling", component=component)
                 main.cancel()
             except Exception as exc:
-                log.error("Component failed during shutdown", component=component, error=repr(exc))
+                log.error("Component failed during shutdown", component=component, error=str(exc))
                 exit_code = 1
     finally:
         stopper.cancel()
@@ -114,15 +121,10 @@ async def run_service(settings: Settings, body: ServiceBody, *, component: str) 
     return exit_code
 
 
-async def _controller_body(
-    settings: Settings, database: Database, server: ProbeServer, stop: asyncio.Event
-) -> None:
-    await migrate_until_done(settings, stop)
-    await stop.wait()
-
-
 async def run_controller(settings: Settings) -> int:
-    return await run_service(settings, _controller_body, component="controller")
+    from multinic_ctrl.controller.service import ControllerService
+
+    return await run_service(settings, ControllerService, component="controller")
 
 
 async def run_operator(settings: Settings) -> int:

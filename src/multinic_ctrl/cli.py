@@ -29,26 +29,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     db.add_argument("--db-port", help="MariaDB port [env DB_PORT, default 30306]")
     db.add_argument("--db-user", help="MariaDB user [env DB_USER, default root]")
     db.add_argument("--db-name", help="database name [env DB_NAME, default multinic]")
-    db.add_argument(
-        "--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]"
-    )
+    db.add_argument("--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]")
     db.add_argument("--db-pool-size", help="maximum pooled connections [env DB_POOL_SIZE, default 10]")
     obs = parser.add_argument_group("observability")
-    obs.add_argument(
-        "--probe-port", help="port for /healthz, /readyz, /metrics [env PROBE_PORT, default 8082]"
-    )
-    obs.add_argument(
-        "--probe-address", help="bind address for the probe server [env PROBE_ADDRESS, default 0.0.0.0]"
-    )
-    obs.add_argument(
-        "--log-format", help="json or console [env LOG_FORMAT; json in cluster, console locally]"
-    )
+    obs.add_argument("--probe-port", help="port for /healthz, /readyz, /metrics [env PROBE_PORT, default 8082]")
+    obs.add_argument("--probe-address", help="bind address for the probe server [env PROBE_ADDRESS, default 0.0.0.0]")
+    obs.add_argument("--log-format", help="json or console [env LOG_FORMAT; json in cluster, console locally]")
     obs.add_argument("--log-level", help="debug, info, warning, error [env LOG_LEVEL, default info]")
     kube = parser.add_argument_group("kubernetes")
     kube.add_argument("--kubeconfig", help="kubeconfig path; in-cluster config when absent [env KUBECONFIG]")
-    kube.add_argument(
-        "--namespaces", help="comma-separated namespaces to watch; all when empty [env WATCH_NAMESPACES]"
+    kube.add_argument("--namespaces", help="comma-separated namespaces to watch; all when empty [env WATCH_NAMESPACES]")
+
+
+def _add_controller(parser: argparse.ArgumentParser) -> None:
+    ctl = parser.add_argument_group("controller")
+    ctl.add_argument("--workers", help="concurrent reconciles [env CONTROLLER_WORKERS, default 4]")
+    ctl.add_argument("--resync", help="immediate mode's periodic OpenStack re-read, e.g. 5m [env RESYNC_INTERVAL]")
+    ctl.add_argument("--error-retry", help="retry interval after configuration errors [env ERROR_RETRY_INTERVAL, 1m]")
+    ctl.add_argument(
+        "--trigger-from",
+        help="NAMESPACE/NAME of the MultiNicOperator whose spec.reconcileTrigger applies [env TRIGGER_FROM; "
+        "default: immediate]",
     )
+    ctl.add_argument("--trigger-token-file", help="bearer token for POST /trigger [env TRIGGER_TOKEN_FILE]")
+    ctl.add_argument("--leader-elect", help="true/false: elect one active replica [env LEADER_ELECT, default true]")
+    ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
+    ctl.add_argument("--openstack-ca-bundle", help="CA bundle for OpenStack TLS [env OPENSTACK_CA_BUNDLE]")
+    ctl.add_argument("--openstack-insecure", help="true: skip OpenStack TLS verification [env OPENSTACK_INSECURE]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,11 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     run = sub.add_parser("run", help="run the OpenstackConfig controller (default)")
     _add_common(run)
+    _add_controller(run)
     operator = sub.add_parser("operator", help="run the MultiNicOperator operator")
     _add_common(operator)
-    migrate = sub.add_parser(
-        "migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)"
-    )
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)")
     _add_common(migrate)
     sub.add_parser("version", help="print the version")
     return parser

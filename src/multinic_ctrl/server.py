@@ -41,6 +41,7 @@ class ProbeServer:
         self.app = web.Application(client_max_size=1024 * 1024)
         self._checks: list[_Check] = []
         self._liveness: list[LivenessProbe] = []
+        self._details: dict[str, Callable[[], str]] = {}
         self._runner: web.AppRunner | None = None
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -51,6 +52,10 @@ class ProbeServer:
 
     def add_liveness_probe(self, probe: LivenessProbe) -> None:
         self._liveness.append(probe)
+
+    def add_detail(self, name: str, describe: Callable[[], str]) -> None:
+        """Informational state shown in `/readyz` (e.g. leader or standby) that never fails readiness."""
+        self._details[name] = describe
 
     @property
     def bound_port(self) -> int:
@@ -94,9 +99,7 @@ class ProbeServer:
         checks = {name: (error or "ok") for name, error in results}
         failing = [name for name, error in results if error is not None]
         if failing:
-            return web.json_response(
-                {"status": "not ready", "failing": failing, "checks": checks}, status=503
-            )
+            return web.json_response({"status": "not ready", "failing": failing, "checks": checks}, status=503)
         return web.json_response({"status": "ready", "checks": checks})
 
     async def _metrics(self, _request: web.Request) -> web.Response:

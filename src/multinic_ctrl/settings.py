@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 LogFormat = Literal["json", "console"]
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -46,6 +46,20 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class ControllerSettings:
+    workers: int = 4
+    resync_seconds: float = 300.0  # immediate mode's periodic re-read of OpenStack
+    error_retry_seconds: float = 60.0  # configuration errors (bad credentials, unknown subnet)
+    trigger_source: tuple[str, str] | None = None  # (namespace, name) of the MultiNicOperator with the policy
+    trigger_token: str = field(default="", repr=False)  # bearer token for POST /trigger; empty: disabled
+    leader_elect: bool = True
+    leader_election_namespace: str = "multinic-system"
+    leader_election_name: str = "multinic-controller"
+    openstack_ca_bundle: str | None = None
+    openstack_insecure: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     probe_port: int = DEFAULT_PROBE_PORT
@@ -54,10 +68,11 @@ class Settings:
     log_level: str = "info"
     namespaces: tuple[str, ...] = ()  # empty: watch all namespaces
     kubeconfig: Path | None = None
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any log line, event or status."""
-        return tuple(s for s in (self.database.password,) if s)
+        return tuple(s for s in (self.database.password, self.controller.trigger_token) if s)
 
 
 def _parse_port(source: str, raw: str) -> int:
@@ -96,13 +111,80 @@ def _read_password(env: Mapping[str, str], flag_file: str | None) -> str:
         raise SettingsError(file_source, f"cannot read {path}: {exc.strerror}") from None
 
 
+def _parse_bool(source: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(source, f"{raw!r} is not a boolean (expected true or false)")
+
+
+def _parse_seconds(source: str, raw: str) -> float:
+    """Durations as `300`, `90s`, `5m` or `1h`."""
+    text = raw.strip().lower()
+    factor = {"s": 1, "m": 60, "h": 3600}.get(text[-1:], 0)
+    number = text[:-1] if factor else text
+    try:
+        value = float(number) * (factor or 1)
+    except ValueError:
+        raise SettingsError(source, f"{raw!r} is not a duration (e.g. 300, 90s, 5m, 1h)") from None
+    if value < 1:
+        raise SettingsError(source, f"{raw!r} is too short (minimum 1s)")
+    return value
+
+
+def _read_secret_file(source: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(source, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSettings:
+    src, raw = pick("workers", "CONTROLLER_WORKERS")
+    workers = _parse_positive_int(src, raw, maximum=64) if raw else 4
+    src, raw = pick("resync", "RESYNC_INTERVAL")
+    resync = _parse_seconds(src, raw) if raw else 300.0
+    src, raw = pick("error_retry", "ERROR_RETRY_INTERVAL")
+    error_retry = _parse_seconds(src, raw) if raw else 60.0
+    src, raw = pick("trigger_from", "TRIGGER_FROM")
+    trigger_source = None
+    if raw:
+        namespace, _, name = raw.partition("/")
+        if not namespace or not name:
+            raise SettingsError(src, f"{raw!r} must name a MultiNicOperator as NAMESPACE/NAME")
+        trigger_source = (namespace, name)
+    src, raw = pick("trigger_token_file", "TRIGGER_TOKEN_FILE")
+    token = _read_secret_file(src, raw) if raw else env.get("TRIGGER_TOKEN", "")
+    src, raw = pick("leader_elect", "LEADER_ELECT")
+    leader_elect = _parse_bool(src, raw) if raw else True
+    src, raw = pick("leader_election_namespace", "LEADER_ELECTION_NAMESPACE")
+    lease_namespace = raw or env.get("POD_NAMESPACE") or "multinic-system"
+    src, raw = pick("openstack_ca_bundle", "OPENSTACK_CA_BUNDLE")
+    ca_bundle = raw or None
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise SettingsError(src, f"{ca_bundle} does not exist or is not a file")
+    src, raw = pick("openstack_insecure", "OPENSTACK_INSECURE")
+    insecure = _parse_bool(src, raw) if raw else False
+    return ControllerSettings(
+        workers=workers,
+        resync_seconds=resync,
+        error_retry_seconds=error_retry,
+        trigger_source=trigger_source,
+        trigger_token=token,
+        leader_elect=leader_elect,
+        leader_election_namespace=lease_namespace,
+        openstack_ca_bundle=ca_bundle,
+        openstack_insecure=insecure,
+    )
+
+
 def in_cluster(env: Mapping[str, str]) -> bool:
     return bool(env.get("KUBERNETES_SERVICE_HOST"))
 
 
-def load_settings(
-    flags: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from parsed flags (`None` values mean "not given") over the environment."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
@@ -157,13 +239,12 @@ def load_settings(
     kubeconfig = Path(raw.split(os.pathsep)[0]) if raw else None
 
     return Settings(
-        database=DatabaseSettings(
-            host=host, port=port, user=user, password=password, name=name, pool_size=pool_size
-        ),
+        database=DatabaseSettings(host=host, port=port, user=user, password=password, name=name, pool_size=pool_size),
         probe_port=probe_port,
         probe_address=probe_address,
         log_format=log_format,  # type: ignore[arg-type]
         log_level=log_level,
         namespaces=namespaces,
         kubeconfig=kubeconfig,
+        controller=_controller_settings(pick, env),
     )

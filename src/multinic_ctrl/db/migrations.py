@@ -109,9 +109,7 @@ async def migrate(settings: DatabaseSettings, *, database: str | None = None) ->
     try:
         async with conn.cursor() as cur:
             await cur.execute("SET SESSION sql_notes = 0")  # silence "already exists" notes
-            await cur.execute(
-                f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-            )
+            await cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
             await cur.execute(f"USE `{name}`")
             await cur.execute("SELECT GET_LOCK(%s, %s)", (f"{LOCK_NAME}:{name}", LOCK_TIMEOUT_SECONDS))
             (got,) = await cur.fetchone()

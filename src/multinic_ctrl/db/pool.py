@@ -87,9 +87,7 @@ class Database:
                 raise
         except Exception as exc:
             if is_connection_error(exc):
-                raise DatabaseUnavailable(
-                    f"cannot connect to MariaDB at {self.address}: {_describe(exc)}"
-                ) from None
+                raise DatabaseUnavailable(f"cannot connect to MariaDB at {self.address}: {_describe(exc)}") from None
             raise
         self._active += 1
         ACTIVE_DB_CONNECTIONS.inc()
@@ -123,9 +121,7 @@ class Database:
                     raise
         except Exception as exc:
             if is_connection_error(exc) and not isinstance(exc, DatabaseUnavailable):
-                raise DatabaseUnavailable(
-                    f"lost connection to MariaDB at {self.address}: {_describe(exc)}"
-                ) from None
+                raise DatabaseUnavailable(f"lost connection to MariaDB at {self.address}: {_describe(exc)}") from None
             raise
         finally:
             DATABASE_OPERATION_DURATION.labels(operation=operation, result=result).observe(
@@ -150,9 +146,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def connect_raw(
-    settings: DatabaseSettings, *, database: str | None = None, **kwargs: Any
-) -> aiomysql.Connection:
+async def connect_raw(settings: DatabaseSettings, *, database: str | None = None, **kwargs: Any) -> aiomysql.Connection:
     """A single connection outside the pool (migrations take a named lock on it; it may need no database)."""
     try:
         return await aiomysql.connect(

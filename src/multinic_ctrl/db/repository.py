@@ -96,7 +96,7 @@ class Repository:
                 (namespace, name),
             )
             row = await cur.fetchone()
-        return None if row is None else CrState(row["spec_hash"], row["last_sync_at"])
+        return None if row is None else CrState(row["spec_hash"], row["last_sync_at"].replace(tzinfo=dt.UTC))
 
     async def agent_view(self, node_name: str) -> list[dict[str, Any]]:
         """What the node agent on `node_name` sees (its exact query)."""
@@ -113,11 +113,21 @@ class Repository:
 
     # ---------------------------------------------------------------- writes
     async def apply(
-        self, namespace: str, name: str, desired: DesiredState, *, spec_hash: str | None = None
+        self,
+        namespace: str,
+        name: str,
+        desired: DesiredState,
+        *,
+        spec_hash: str | None = None,
+        synced_at: dt.datetime | None = None,
     ) -> ApplyResult:
-        """Make the CR's rows equal `desired`; store `spec_hash` in the same transaction (only on success)."""
+        """Make the CR's rows equal `desired`; store `spec_hash` in the same transaction (only on success).
+
+        `synced_at` is stored as naive UTC: the server's time zone (NOW()) must not shift schedules.
+        """
+        moment = (synced_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
         return await self._retrying(
-            "apply", lambda cur: self._apply(cur, namespace, name, desired, spec_hash)
+            "apply", lambda cur: self._apply(cur, namespace, name, desired, spec_hash, synced_at=moment)
         )
 
     async def remove(self, namespace: str, name: str) -> int:
@@ -150,6 +160,7 @@ class Repository:
         spec_hash: str | None,
         *,
         forget: bool = False,
+        synced_at: dt.datetime | None = None,
     ) -> ApplyResult:
         current = await self._current_rows(cur, namespace, name, lock=True)
         foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=True)
@@ -158,9 +169,7 @@ class Repository:
 
         if diff.removed:
             removed_ids = [ids[r.port_id] for r in diff.removed]
-            await cur.execute(
-                f"DELETE FROM multi_interface WHERE id IN ({_placeholders(removed_ids)})", removed_ids
-            )
+            await cur.execute(f"DELETE FROM multi_interface WHERE id IN ({_placeholders(removed_ids)})", removed_ids)
         subnets_written = await self._upsert_subnets(cur, desired.subnets)
         nodes_written = await self._upsert_nodes(cur, desired.nodes)
         for row in diff.added:
@@ -206,23 +215,17 @@ class Repository:
             node_ids={r.node_id for r in previously} - {n.node_id for n in desired.nodes},
         )
         if forget:
-            await cur.execute(
-                "DELETE FROM cr_state WHERE cr_namespace = %s AND cr_name = %s", (namespace, name)
-            )
+            await cur.execute("DELETE FROM cr_state WHERE cr_namespace = %s AND cr_name = %s", (namespace, name))
         elif spec_hash is not None:
             await cur.execute(
-                "INSERT INTO cr_state (cr_namespace, cr_name, spec_hash, last_sync_at) VALUES (%s, %s, %s, NOW(6)) "
+                "INSERT INTO cr_state (cr_namespace, cr_name, spec_hash, last_sync_at) VALUES (%s, %s, %s, %s) "
                 "ON DUPLICATE KEY UPDATE spec_hash = VALUES(spec_hash), last_sync_at = VALUES(last_sync_at), "
                 "modified_at = NOW(6)",
-                (namespace, name, spec_hash),
+                (namespace, name, spec_hash, synced_at),
             )
-        return ApplyResult(
-            diff=diff, subnets_written=subnets_written, nodes_written=nodes_written, swept=swept
-        )
+        return ApplyResult(diff=diff, subnets_written=subnets_written, nodes_written=nodes_written, swept=swept)
 
-    async def _current_rows(
-        self, cur: Cursor, namespace: str, name: str, *, lock: bool
-    ) -> list[StoredInterface]:
+    async def _current_rows(self, cur: Cursor, namespace: str, name: str, *, lock: bool) -> list[StoredInterface]:
         await cur.execute(
             "SELECT * FROM multi_interface WHERE cr_namespace = %s AND cr_name = %s ORDER BY id"
             + (" FOR UPDATE" if lock else ""),
@@ -248,9 +251,7 @@ class Repository:
         if not wanted:
             return 0
         keys = sorted(wanted)
-        await cur.execute(
-            f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(keys)}) FOR UPDATE", keys
-        )
+        await cur.execute(f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(keys)}) FOR UPDATE", keys)
         existing: dict[str, Any] = {r["subnet_id"]: r for r in await cur.fetchall()}
         written = 0
         for key in keys:
@@ -347,8 +348,7 @@ class Repository:
                     (node.node_name, node.status, by_id["id"]),
                 )
                 await cur.execute(
-                    "UPDATE multi_interface SET netplan_success = 0, modified_at = NOW(6) "
-                    "WHERE attached_node_id = %s",
+                    "UPDATE multi_interface SET netplan_success = 0, modified_at = NOW(6) WHERE attached_node_id = %s",
                     (node.node_id,),
                 )
             written += 1
@@ -378,9 +378,7 @@ class Repository:
         else:
             await cur.execute("DELETE FROM node_table WHERE id = %s", (row["id"],))
 
-    async def _sweep_unreferenced(
-        self, cur: Cursor, *, subnet_ids: set[str], node_ids: set[str]
-    ) -> tuple[str, ...]:
+    async def _sweep_unreferenced(self, cur: Cursor, *, subnet_ids: set[str], node_ids: set[str]) -> tuple[str, ...]:
         """Mark subnets and nodes this CR stopped using as deleted, unless another row still uses them."""
         swept: list[str] = []
         for table, column, keys in (

@@ -1,0 +1,393 @@
+"""The OpenstackConfig reconciler: read, decide (pure), write.
+
+Per key: deletion first (remove the rows, then the finalizer); otherwise ensure the finalizer, parse the spec,
+resolve credentials, hash, ask the trigger policy whether OpenStack must be called, observe, compute the
+desired rows, apply them as one diff transaction that also stores the hash, write status, requeue per mode.
+
+Failures are split by who can fix them. Configuration problems (bad credentials, unknown subnet, missing
+Secret) are written to status and retried slowly (`error_retry`); a CR or Secret change retries at once.
+Transient problems (OpenStack or MariaDB unavailable) raise, so the work queue retries with backoff.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from multinic_ctrl import metrics
+from multinic_ctrl.controller.desired import desired_rows
+from multinic_ctrl.controller.hashing import spec_hash
+from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
+from multinic_ctrl.controller.spec import ConfigSpec, CredentialsError, SpecError, parse_spec, resolve_credentials
+from multinic_ctrl.controller.status import (
+    ERROR,
+    PENDING,
+    SYNCED,
+    Condition,
+    merge_conditions,
+    rfc3339,
+    synced_conditions,
+    vm_report,
+    without_volatile,
+)
+from multinic_ctrl.controller.trigger import Decision, decide, format_duration
+from multinic_ctrl.controller.triggers import TriggerState
+from multinic_ctrl.db import ApplyResult, Repository
+from multinic_ctrl.db.repository import CrState
+from multinic_ctrl.kube import (
+    DONE,
+    EventRecorder,
+    KubeClient,
+    Result,
+    Store,
+    add_finalizer,
+    has_finalizer,
+    is_being_deleted,
+    is_not_found,
+    patch_status,
+    remove_finalizer,
+    split_key,
+)
+from multinic_ctrl.logs import register_secret
+from multinic_ctrl.openstack import (
+    AmbiguousServer,
+    AmbiguousSubnet,
+    AuthenticationError,
+    Observation,
+    OpenStackClient,
+    OpenStackError,
+    PermissionDenied,
+    SubnetNotFound,
+)
+
+log = structlog.get_logger(__name__)
+
+ERROR_RETRY = dt.timedelta(minutes=1)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass
+class ReconcilerDeps:
+    kube: KubeClient
+    configs: Store
+    repo: Repository
+    openstack: OpenStackClient
+    events: EventRecorder
+    triggers: TriggerState
+    hash_key: bytes
+    secrets: Store | None = None  # a Secret informer's store; None: read Secrets with GET
+    clock: Callable[[], dt.datetime] = _utcnow
+    error_retry: dt.timedelta = ERROR_RETRY
+
+
+class OpenstackConfigReconciler:
+    def __init__(self, deps: ReconcilerDeps) -> None:
+        self.d = deps
+
+    async def reconcile(self, key: str) -> Result:
+        namespace, name = split_key(key)
+        assert namespace is not None, "OpenstackConfig is namespaced"
+        obj = self.d.configs.get(key)
+        if obj is None:
+            # Gone without our finalizer running (finalizer stripped by hand, or deleted while we were down
+            # before we added it): its rows must still go, or the agent keeps configuring NICs for it.
+            removed = await self.d.repo.remove(namespace, name)
+            if removed:
+                log.info(
+                    "Removed rows of a config deleted without cleanup", namespace=namespace, name=name, removed=removed
+                )
+            return DONE
+        if is_being_deleted(obj):
+            return await self._delete(obj, namespace, name)
+        if not has_finalizer(obj, FINALIZER):
+            fresh = await add_finalizer(self.d.kube, OPENSTACKCONFIGS, name, FINALIZER, namespace=namespace, obj=obj)
+            if fresh is None:
+                return DONE
+            obj = fresh
+        return await self._sync(obj, namespace, name)
+
+    # ------------------------------------------------------------------------------------------ delete
+    async def _delete(self, obj: Mapping[str, Any], namespace: str, name: str) -> Result:
+        if not has_finalizer(obj, FINALIZER):
+            return DONE
+        # Raises when MariaDB is unreachable: the finalizer stays and the queue retries with backoff.
+        removed = await self.d.repo.remove(namespace, name)
+        self.d.triggers.webhook_done(f"{namespace}/{name}")
+        await remove_finalizer(self.d.kube, OPENSTACKCONFIGS, name, FINALIZER, namespace=namespace, obj=obj)
+        log.info("Config deleted; interface rows removed", namespace=namespace, name=name, removed=removed)
+        metrics.RECONCILE_TOTAL.labels(result="success", trigger="delete").inc()
+        return DONE
+
+    # -------------------------------------------------------------------------------------------- sync
+    async def _sync(self, obj: dict[str, Any], namespace: str, name: str) -> Result:
+        key = f"{namespace}/{name}"
+        policy = self.d.triggers.policy
+        mode = policy.mode.value
+        bound = log.bind(namespace=namespace, name=name)
+        try:
+            spec = parse_spec(obj.get("spec"))
+        except SpecError as exc:
+            await self._write_error(obj, "InvalidSpec", str(exc), [Condition("Ready", False, "InvalidSpec", str(exc))])
+            metrics.RECONCILE_TOTAL.labels(result="error", trigger="cr-change").inc()
+            return DONE  # only a spec change can fix it
+        try:
+            credentials = resolve_credentials(spec, await self._secret_data(namespace, spec))
+        except CredentialsError as exc:
+            message = f"Credentials unavailable: {exc}"
+            await self._write_error(
+                obj,
+                "CredentialsUnavailable",
+                message,
+                [
+                    Condition("Ready", False, "CredentialsUnavailable", message),
+                    Condition("CredentialsValid", False, "SecretMissing", str(exc)),
+                ],
+            )
+            metrics.RECONCILE_TOTAL.labels(result="error", trigger="cr-change").inc()
+            return DONE  # the Secret watch brings the key back when it appears
+        register_secret(credentials.password)
+
+        digest = spec_hash(spec, credentials, self.d.hash_key)
+        state = await self.d.repo.state_of(namespace, name)
+        now = self.d.clock()
+        created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
+        decision = _decide(self.d.triggers, key, state, digest, created, now)
+        if not decision.call_openstack:
+            bound.info(
+                "Reconcile skipped due to trigger configuration",
+                mode=mode,
+                isCRChangeEvent=decision.is_cr_change_event,
+                reason=decision.reason,
+                nextRequeue=format_duration(decision.next_requeue),
+            )
+            metrics.RECONCILE_TOTAL.labels(result="skipped", trigger=decision.reason).inc()
+            if decision.is_cr_change_event:
+                await self._write_pending(obj, decision, now)
+            return _requeue(decision.next_requeue)
+        if decision.is_cr_change_event and (policy.immediate_on_cr_change or mode == "immediate"):
+            bound.info("Immediate reconcile triggered by CR change event", mode=mode)
+        bound.info(
+            "Proceeding with reconcile", mode=mode, isCRChangeEvent=decision.is_cr_change_event, reason=decision.reason
+        )
+
+        try:
+            observation = await self.d.openstack.observe(credentials, spec.vm_names, spec.subnet_name)
+        except OpenStackError as exc:
+            return await self._openstack_failed(obj, exc, decision)
+        desired = desired_rows(observation)
+        result = await self.d.repo.apply(namespace, name, desired, spec_hash=digest, synced_at=now)  # raises: backoff
+        self.d.triggers.webhook_done(key)
+        await self._write_synced(obj, spec, observation, result, now, decision)
+        bound.info(
+            "Reconcile completed successfully",
+            triggerMode=mode,
+            nextRequeue=format_duration(decision.next_requeue),
+            vmsFound=len(observation.servers),
+            vmsMissing=len(observation.missing_vms),
+            interfaces=len(desired.interfaces),
+            added=len(result.diff.added),
+            changed=len(result.diff.changed),
+            removed=len(result.diff.removed),
+        )
+        metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
+        return _requeue(decision.next_requeue)
+
+    async def _secret_data(self, namespace: str, spec: ConfigSpec) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for secret_name in spec.secret_names():
+            secret: Mapping[str, Any] | None
+            if self.d.secrets is not None:
+                secret = self.d.secrets.get(f"{namespace}/{secret_name}")
+            else:
+                try:
+                    secret = await self.d.kube.get(SECRETS, secret_name, namespace)
+                except Exception as exc:
+                    if is_not_found(exc):
+                        secret = None
+                    else:
+                        raise
+            if secret is not None:
+                found[secret_name] = _decode_secret(secret)
+        return found
+
+    async def _openstack_failed(self, obj: dict[str, Any], exc: OpenStackError, decision: Decision) -> Result:
+        meta = obj["metadata"]
+        message = str(exc)
+        conditions = [Condition("Ready", False, type(exc).__name__, message)]
+        if isinstance(exc, AuthenticationError):
+            reason = "AuthenticationFailed"
+            conditions.append(Condition("CredentialsValid", False, reason, message))
+        elif isinstance(exc, SubnetNotFound | AmbiguousSubnet):
+            reason = "SubnetNotFound" if isinstance(exc, SubnetNotFound) else "SubnetAmbiguous"
+            conditions += [
+                Condition("CredentialsValid", True, "Authenticated", "Keystone accepted the credentials"),
+                Condition("SubnetFound", False, reason, message),
+            ]
+        elif isinstance(exc, PermissionDenied | AmbiguousServer):
+            reason = type(exc).__name__
+        else:
+            reason = "OpenStackUnavailable"
+        log.warning(
+            "Reconcile failed: OpenStack error",
+            namespace=meta["namespace"],
+            name=meta["name"],
+            reason=reason,
+            error=message,
+        )
+        metrics.RECONCILE_TOTAL.labels(result="error", trigger=decision.reason).inc()
+        await self._write_error(obj, reason, message, conditions)
+        if getattr(exc, "transient", False):
+            raise exc  # OpenStack down or overloaded: back off per key
+        return Result(requeue_after=self.d.error_retry.total_seconds())
+
+    # ------------------------------------------------------------------------------------------ status
+    async def _write_status(self, obj: Mapping[str, Any], status: dict[str, Any]) -> None:
+        current = obj.get("status") or {}
+        if without_volatile(current) == without_volatile(status) and status.get("lastSyncTime") == current.get(
+            "lastSyncTime"
+        ):
+            return
+        meta = obj["metadata"]
+        # Keys the new status does not set are removed (merge-patch null), so stale fields never linger.
+        patch = {k: None for k in current if k not in status} | status
+        try:
+            await patch_status(self.d.kube, OPENSTACKCONFIGS, meta["name"], patch, namespace=meta["namespace"])
+        except Exception as exc:
+            if is_not_found(exc):
+                return
+            raise
+
+    async def _write_error(
+        self, obj: Mapping[str, Any], reason: str, message: str, conditions: list[Condition]
+    ) -> None:
+        current = obj.get("status") or {}
+        generation = int(obj["metadata"].get("generation") or 0)
+        if current.get("message") != message:
+            self.d.events.warning(obj, reason, message)
+        status = {
+            k: v
+            for k, v in current.items()
+            if k in ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "interfaces", "missingVMs")
+        }
+        status |= {
+            "phase": ERROR,
+            "message": message,
+            "reason": reason,
+            "observedGeneration": generation,
+            "triggerMode": self.d.triggers.policy.mode.value,
+            "conditions": merge_conditions(
+                current.get("conditions"), conditions, generation=generation, now=self.d.clock()
+            ),
+        }
+        await self._write_status(obj, status)
+
+    async def _write_pending(self, obj: Mapping[str, Any], decision: Decision, now: dt.datetime) -> None:
+        current = obj.get("status") or {}
+        if current.get("phase") == SYNCED and current.get("observedGeneration") == obj["metadata"].get("generation"):
+            return  # a Secret rotation waiting for its slot: the rows are still right for this generation
+        generation = int(obj["metadata"].get("generation") or 0)
+        waiting = "a webhook call" if decision.reason == "waiting-for-webhook" else "the next scheduled reconcile"
+        message = f"Spec changed; waiting for {waiting} (trigger mode {self.d.triggers.policy.mode.value})"
+        status = {k: v for k, v in current.items() if k not in ("phase", "message", "reason", "conditions")}
+        status |= {
+            "phase": PENDING,
+            "message": message,
+            "observedGeneration": generation,
+            "triggerMode": self.d.triggers.policy.mode.value,
+            "conditions": merge_conditions(
+                current.get("conditions"),
+                [Condition("Ready", False, "WaitingForTrigger", message)],
+                generation=generation,
+                now=now,
+            ),
+        }
+        if decision.next_requeue is not None:
+            status["nextSyncTime"] = rfc3339(now + decision.next_requeue)
+        await self._write_status(obj, status)
+
+    async def _write_synced(
+        self,
+        obj: Mapping[str, Any],
+        spec: ConfigSpec,
+        observation: Observation,
+        result: ApplyResult,
+        now: dt.datetime,
+        decision: Decision,
+    ) -> None:
+        current = obj.get("status") or {}
+        generation = int(obj["metadata"].get("generation") or 0)
+        conflicts = {row.port_id: owner for row, owner in result.diff.conflicts}
+        interfaces = len(observation.ports) - len(conflicts)
+        missing = list(observation.missing_vms)
+        message = f"{interfaces} interface(s) on {len(observation.servers)}/{len(spec.vm_names)} VM(s) synced"
+        if missing:
+            message += f"; VMs not found: {', '.join(missing)}"
+        if conflicts:
+            message += f"; {len(conflicts)} port(s) already managed by another OpenstackConfig"
+        if current.get("phase") != SYNCED:
+            self.d.events.normal(obj, "Synced", message)
+        if missing and current.get("missingVMs") != missing:
+            self.d.events.warning(obj, "VMNotFound", f"VMs not found: {', '.join(missing)}")
+        status: dict[str, Any] = {
+            "phase": SYNCED,
+            "message": message,
+            "observedGeneration": generation,
+            "lastSyncTime": rfc3339(now),
+            "triggerMode": self.d.triggers.policy.mode.value,
+            "vmsRequested": len(spec.vm_names),
+            "vmsFound": len(observation.servers),
+            "interfaces": interfaces,
+            "subnet": {
+                "id": observation.subnet.id,
+                "name": observation.subnet.name,
+                "cidr": observation.subnet.cidr,
+                "networkID": observation.subnet.network_id,
+                "mtu": observation.subnet.mtu,
+            },
+            "vms": vm_report(observation, conflicts),
+            "conditions": merge_conditions(
+                current.get("conditions"), synced_conditions(observation), generation=generation, now=now
+            ),
+        }
+        if missing:
+            status["missingVMs"] = missing
+        if decision.next_requeue is not None:
+            status["nextSyncTime"] = rfc3339(now + decision.next_requeue)
+        await self._write_status(obj, status)
+
+
+def _decide(
+    triggers: TriggerState, key: str, state: CrState | None, digest: str, created: dt.datetime, now: dt.datetime
+) -> Decision:
+    return decide(
+        triggers.policy,
+        spec_changed=state is None or state.spec_hash != digest,
+        webhook_requested=triggers.webhook_pending(key),
+        last_sync=state.last_sync_at if state is not None else None,
+        created=created,
+        now=now,
+    )
+
+
+def _requeue(delay: dt.timedelta | None) -> Result:
+    return DONE if delay is None else Result(requeue_after=max(delay.total_seconds(), 1.0))
+
+
+def _decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
+    data = {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.get("data") or {}).items()}
+    data.update(secret.get("stringData") or {})
+    return data

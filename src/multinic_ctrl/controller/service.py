@@ -1,0 +1,228 @@
+"""Wiring of the controller process: informers, queue, workers, leader election, webhook, events.
+
+The pieces and their owners: every long-running task is spawned on one `Supervisor`, whose failures turn
+`/healthz` red; readiness = database reachable + informers synced; leadership state is reported in `/readyz`
+details (a standby replica is ready - it serves probes and takes over within one lease duration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+
+import structlog
+
+from multinic_ctrl.controller.hashing import load_hash_key
+from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
+from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRETS
+from multinic_ctrl.controller.spec import SpecError, parse_spec
+from multinic_ctrl.controller.trigger import TriggerPolicy
+from multinic_ctrl.controller.triggers import TriggerState
+from multinic_ctrl.controller.webhook import TriggerEndpoint
+from multinic_ctrl.db import Database, Repository
+from multinic_ctrl.kube import (
+    Controller,
+    EventRecorder,
+    Informer,
+    JsonObj,
+    KubeClient,
+    LeaderElector,
+    Store,
+    Supervisor,
+    object_key,
+)
+from multinic_ctrl.metrics import RECONCILE_TOTAL
+from multinic_ctrl.openstack import HttpSettings, OpenStackClient
+from multinic_ctrl.server import ProbeServer
+from multinic_ctrl.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_DEADLINE = 15.0
+
+
+class StoreView(Store):
+    """One read view over the stores of several informers (one per watched namespace)."""
+
+    def __init__(self, informers: list[Informer]) -> None:
+        super().__init__()
+        self._informers = informers
+
+    def get(self, key: str) -> JsonObj | None:
+        for informer in self._informers:
+            found = informer.store.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def keys(self) -> list[str]:
+        return sorted(k for informer in self._informers for k in informer.store.keys())
+
+    def objects(self) -> list[JsonObj]:
+        return [o for informer in self._informers for o in informer.store.objects()]
+
+
+def _spec_or_meta_changed(old: JsonObj | None, new: JsonObj) -> bool:
+    """Status-only updates (our own writes) must not wake the controller; spec, deletion and finalizers do."""
+    if old is None:
+        return True
+    o, n = old.get("metadata") or {}, new.get("metadata") or {}
+    return (
+        o.get("generation") != n.get("generation")
+        or o.get("deletionTimestamp") != n.get("deletionTimestamp")
+        or o.get("finalizers") != n.get("finalizers")
+    )
+
+
+def _data_changed(old: JsonObj | None, new: JsonObj) -> bool:
+    return old is None or old.get("data") != new.get("data") or old.get("stringData") != new.get("stringData")
+
+
+class ControllerService:
+    def __init__(self, settings: Settings, database: Database) -> None:
+        self.settings = settings
+        self.database = database
+        cfg = settings.controller
+        self.triggers = TriggerState(TriggerPolicy(resync=dt.timedelta(seconds=cfg.resync_seconds)))
+        self.supervisor = Supervisor("controller")
+        self.kube: KubeClient | None = None
+        self.controller: Controller | None = None
+        self.config_informers: list[Informer] = []
+        self.elector: LeaderElector | None = None
+        self.endpoint = TriggerEndpoint(
+            cfg.trigger_token,
+            known_keys=lambda: self.configs.keys(),
+            enqueue=self._webhook_enqueue,
+            ready=lambda: self.synced,
+        )
+        self.configs = StoreView(self.config_informers)
+
+    @property
+    def synced(self) -> bool:
+        return bool(self.config_informers) and all(i.has_synced for i in self.config_informers)
+
+    def install(self, server: ProbeServer) -> None:
+        self.endpoint.install(server.app)
+        server.add_liveness_probe(self.supervisor.failed_tasks)
+        server.add_readiness_check("informers", self._informers_ready)
+        server.add_detail("leadership", self._leadership)
+        server.add_detail("triggerMode", lambda: self.triggers.policy.mode.value)
+
+    async def _informers_ready(self) -> None:
+        if not self.synced:
+            raise RuntimeError("OpenstackConfig caches not synced yet")
+
+    def _leadership(self) -> str:
+        if self.elector is None:
+            return "disabled (single replica)"
+        return "leader" if self.elector.is_leader else "standby"
+
+    def _webhook_enqueue(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.triggers.request_webhook(keys)
+        if self.controller is not None:
+            for key in keys:
+                self.controller.queue.add(key)
+
+    def _enqueue_all(self, _policy: TriggerPolicy | None = None) -> None:
+        if self.controller is not None:
+            for key in self.configs.keys():
+                self.controller.queue.add(key)
+
+    def _configs_using_secret(self, secret: JsonObj) -> list[str]:
+        meta = secret.get("metadata") or {}
+        namespace, name = meta.get("namespace"), meta.get("name")
+        keys = []
+        for obj in self.configs.objects():
+            if (obj.get("metadata") or {}).get("namespace") != namespace:
+                continue
+            try:
+                if name in parse_spec(obj.get("spec")).secret_names():
+                    keys.append(object_key(obj))
+            except SpecError:
+                continue
+        return keys
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from multinic_ctrl.app import migrate_until_done
+
+        cfg = self.settings.controller
+        kubeconfig = str(self.settings.kubeconfig) if self.settings.kubeconfig else None
+        self.kube = kube = await KubeClient.from_config(kubeconfig)
+        openstack = OpenStackClient(HttpSettings(ca_bundle=cfg.openstack_ca_bundle, insecure=cfg.openstack_insecure))
+        events = EventRecorder(kube, "multinic-controller")
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        self.config_informers.extend(Informer(kube, OPENSTACKCONFIGS, namespace=ns) for ns in namespaces)
+        secret_informers = [Informer(kube, SECRETS, namespace=ns) for ns in namespaces]
+        secrets = StoreView(secret_informers)
+        reconciler = OpenstackConfigReconciler(
+            ReconcilerDeps(
+                kube=kube,
+                configs=self.configs,
+                repo=Repository(self.database),
+                openstack=openstack,
+                events=events,
+                triggers=self.triggers,
+                hash_key=load_hash_key(),
+                secrets=secrets,
+                error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
+            )
+        )
+        self.controller = controller = Controller(
+            "openstackconfig", reconciler.reconcile, workers=cfg.workers, observe=_observe_result
+        )
+        for informer in self.config_informers:
+            controller.watch(informer, predicate=_spec_or_meta_changed)
+        for informer in secret_informers:
+            controller.watch(informer, self._configs_using_secret, predicate=_data_changed)
+        self.triggers.on_change(self._enqueue_all)
+        if cfg.trigger_source:
+            op_namespace, op_name = cfg.trigger_source
+            op_informer = Informer(
+                kube, MULTINICOPERATORS, namespace=op_namespace, field_selector=f"metadata.name={op_name}"
+            )
+            source = f"{op_namespace}/{op_name}"
+
+            def apply_trigger(obj: JsonObj) -> None:
+                self.triggers.update_from_spec((obj.get("spec") or {}).get("reconcileTrigger"), source=source)
+
+            def reset_trigger(_obj: JsonObj) -> None:
+                self.triggers.update_from_spec(None, source=source)
+
+            op_informer.add_handler(apply_trigger, lambda _old, new: apply_trigger(new), reset_trigger)
+            self.supervisor.spawn("informer/multinicoperators", op_informer.run())
+
+        sup = self.supervisor
+        for informer in [*self.config_informers, *secret_informers]:
+            sup.spawn(f"informer/{informer.name}/{informer.namespace or '*'}", informer.run())
+        sup.spawn("events", events.run())
+        try:
+            await migrate_until_done(self.settings, stop)
+            if stop.is_set():
+                return
+            if cfg.leader_elect:
+                self.elector = LeaderElector(
+                    kube, name=cfg.leader_election_name, namespace=cfg.leader_election_namespace
+                )
+                sup.spawn("leader-election", self.elector.run(controller.run_workers))
+            else:
+                sup.spawn("workers", controller.run_workers())
+            stopper = asyncio.ensure_future(stop.wait())
+            failed = asyncio.ensure_future(sup.wait_failed())
+            done, _ = await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            failed.cancel()
+            if failed in done and not failed.cancelled():
+                raise RuntimeError(f"supervised task(s) died: {', '.join(failed.result())}")
+        finally:
+            log.info("Controller stopping: finishing in-flight reconciles")
+            await controller.shutdown(SHUTDOWN_DEADLINE)  # in-flight reconciles finish, no new ones start
+            await sup.shutdown(SHUTDOWN_DEADLINE)  # workers, informers; the elector releases its lease
+            await openstack.close()
+            await kube.close()
+
+
+def _observe_result(_key: str, outcome: str, _seconds: float) -> None:
+    if outcome == "error":
+        RECONCILE_TOTAL.labels(result="error", trigger="exception").inc()

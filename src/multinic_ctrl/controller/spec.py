@@ -1,0 +1,141 @@
+"""OpenstackConfig spec parsing and credential resolution (pure; no I/O).
+
+The apiserver's schema already rejects most malformed objects; this module re-checks what the controller
+relies on, because a CRD installed from an older manifest (or a direct etcd write) must not crash workers.
+Credentials may come from three places, resolved per field in this order: inline `spec.credentials`, the
+`passwordSecretRef` key for the password, and a whole Secret named by `spec.credentialsSecretRef` whose keys
+are the same field names (`authURL`, `username`, `password`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multinic_ctrl.openstack import Credentials
+
+MAX_VMS = 1000
+_CREDENTIAL_FIELDS = {
+    "authURL": "auth_url",
+    "username": "username",
+    "projectID": "project_id",
+    "projectName": "project_name",
+    "domainName": "user_domain_name",
+    "projectDomainName": "project_domain_name",
+    "networkEndpoint": "network_endpoint",
+    "computeEndpoint": "compute_endpoint",
+    "region": "region",
+    "interface": "interface",
+}
+
+
+class SpecError(ValueError):
+    """The spec cannot be acted on; the message says which field to fix (shown in status)."""
+
+
+class CredentialsError(ValueError):
+    """Credentials cannot be resolved (missing Secret or key); never carries a secret value."""
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    vm_names: tuple[str, ...]
+    subnet_name: str
+    credentials: Mapping[str, str] = field(repr=False)  # inline fields, may include a password
+    password_ref: SecretKeyRef | None = None
+    credentials_secret: str | None = None
+
+    def secret_names(self) -> frozenset[str]:
+        names = {self.credentials_secret} if self.credentials_secret else set()
+        if self.password_ref:
+            names.add(self.password_ref.name)
+        return frozenset(names)
+
+
+def _string(value: Any, path: str, *, required: bool = False) -> str:
+    if value is None or value == "":
+        if required:
+            raise SpecError(f"{path} is required")
+        return ""
+    if not isinstance(value, str):
+        raise SpecError(f"{path} must be a string")
+    return value
+
+
+def parse_spec(spec: Any) -> ConfigSpec:
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec is missing")
+    raw_names = spec.get("vmNames")
+    if not isinstance(raw_names, list) or not raw_names:
+        raise SpecError("spec.vmNames must list at least one VM name")
+    if len(raw_names) > MAX_VMS:
+        raise SpecError(f"spec.vmNames lists {len(raw_names)} VMs; at most {MAX_VMS} are supported")
+    names: list[str] = []
+    for i, name in enumerate(raw_names):
+        text = _string(name, f"spec.vmNames[{i}]", required=True).strip()
+        if text in names:
+            raise SpecError(f"spec.vmNames lists {text!r} twice")
+        names.append(text)
+    subnet = _string(spec.get("subnetName"), "spec.subnetName", required=True).strip()
+    creds = spec.get("credentials") or {}
+    if not isinstance(creds, Mapping):
+        raise SpecError("spec.credentials must be an object")
+    inline = {k: _string(creds.get(k), f"spec.credentials.{k}") for k in [*_CREDENTIAL_FIELDS, "password"]}
+    inline = {k: v for k, v in inline.items() if v}
+    ref = creds.get("passwordSecretRef")
+    password_ref = None
+    if ref:
+        if not isinstance(ref, Mapping):
+            raise SpecError("spec.credentials.passwordSecretRef must be an object")
+        password_ref = SecretKeyRef(
+            _string(ref.get("name"), "spec.credentials.passwordSecretRef.name", required=True),
+            _string(ref.get("key"), "spec.credentials.passwordSecretRef.key") or "password",
+        )
+    whole = spec.get("credentialsSecretRef")
+    secret_name = None
+    if whole:
+        if not isinstance(whole, Mapping):
+            raise SpecError("spec.credentialsSecretRef must be an object")
+        secret_name = _string(whole.get("name"), "spec.credentialsSecretRef.name", required=True)
+    if "password" in inline and password_ref:
+        raise SpecError("give either spec.credentials.password or spec.credentials.passwordSecretRef, not both")
+    if not secret_name:
+        for required in ("authURL", "username"):
+            if required not in inline:
+                raise SpecError(f"spec.credentials.{required} is required (or use spec.credentialsSecretRef)")
+        if "password" not in inline and not password_ref:
+            raise SpecError("a password is required: spec.credentials.passwordSecretRef or spec.credentials.password")
+    return ConfigSpec(tuple(names), subnet, inline, password_ref, secret_name)
+
+
+def resolve_credentials(spec: ConfigSpec, secrets: Mapping[str, Mapping[str, str]]) -> Credentials:
+    """Build client credentials; `secrets` maps Secret name → decoded data for the referenced Secrets."""
+    merged: dict[str, str] = {}
+    if spec.credentials_secret:
+        data = secrets.get(spec.credentials_secret)
+        if data is None:
+            raise CredentialsError(f"Secret '{spec.credentials_secret}' (spec.credentialsSecretRef) not found")
+        merged.update({k: v for k, v in data.items() if k in _CREDENTIAL_FIELDS or k == "password"})
+    merged.update(spec.credentials)
+    if spec.password_ref:
+        data = secrets.get(spec.password_ref.name)
+        if data is None:
+            raise CredentialsError(f"Secret '{spec.password_ref.name}' (passwordSecretRef) not found")
+        if spec.password_ref.key not in data:
+            raise CredentialsError(f"Secret '{spec.password_ref.name}' has no key '{spec.password_ref.key}'")
+        merged["password"] = data[spec.password_ref.key]
+    for required in ("authURL", "username", "password"):
+        if not merged.get(required):
+            where = f" in Secret '{spec.credentials_secret}'" if spec.credentials_secret else ""
+            raise CredentialsError(f"credentials lack '{required}'{where}")
+    kwargs: dict[str, Any] = {_CREDENTIAL_FIELDS[k]: v for k, v in merged.items() if k in _CREDENTIAL_FIELDS}
+    if "domainName" in merged and "projectDomainName" not in merged and "projectID" not in merged:
+        kwargs["project_domain_name"] = merged["domainName"]
+    return Credentials(password=merged["password"], **kwargs)

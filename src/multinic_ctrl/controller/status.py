@@ -1,0 +1,101 @@
+"""OpenstackConfig status documents (pure).
+
+Phases: `Pending` (accepted, not synced yet or waiting for its trigger), `Synced` (rows match OpenStack as of
+`lastSyncTime`; some VMs may be missing - see `AllVMsFound`), `Error` (the last attempt failed; `message`
+says why and what to fix), `Deleting` (rows are being removed). Conditions follow the Kubernetes API
+conventions (type/status/reason/message/lastTransitionTime/observedGeneration); `lastTransitionTime` only
+moves when a condition's status flips, so an unchanged status is never rewritten (which would otherwise wake
+the controller's own watch in a loop). Nothing here may carry a secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multinic_ctrl.openstack import Observation
+
+PENDING, SYNCED, ERROR = "Pending", "Synced", "Error"
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]] | None, new: Sequence[Condition], *, generation: int, now: dt.datetime
+) -> list[dict[str, Any]]:
+    old = {c.get("type"): c for c in previous or ()}
+    merged = []
+    for cond in new:
+        status = "True" if cond.status else "False"
+        prior = old.get(cond.type)
+        since = prior.get("lastTransitionTime") if prior and prior.get("status") == status else None
+        merged.append(
+            {
+                "type": cond.type,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since or rfc3339(now),
+                "observedGeneration": generation,
+            }
+        )
+    # Conditions this update does not speak about (e.g. SubnetFound after an auth failure) keep their value.
+    spoken = {c.type for c in new}
+    merged.extend(dict(c) for t, c in old.items() if t not in spoken)
+    order = ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound"]
+    merged.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
+    return merged
+
+
+def vm_report(observation: Observation, conflicts: Mapping[str, str]) -> list[dict[str, Any]]:
+    by_server: dict[str, list[dict[str, Any]]] = {s.id: [] for s in observation.servers}
+    for port in observation.ports:
+        entry = {"portID": port.id, "macAddress": port.mac, "address": port.ip}
+        if port.id in conflicts:
+            entry["conflict"] = f"already managed by OpenstackConfig {conflicts[port.id]}"
+        by_server.setdefault(port.device_id, []).append(entry)
+    report: list[dict[str, Any]] = [
+        {"name": s.name, "serverID": s.id, "status": s.status, "interfaces": by_server.get(s.id, [])}
+        for s in observation.servers
+    ]
+    for name in observation.missing_vms:
+        report.append({"name": name, "message": "no server with this name in the project", "interfaces": []})
+    for entry in report:
+        if "serverID" in entry and not entry["interfaces"]:
+            entry["message"] = f"no port on subnet {observation.subnet.name}"
+    return report
+
+
+def synced_conditions(observation: Observation) -> list[Condition]:
+    missing = observation.missing_vms
+    return [
+        Condition("Ready", True, "Synced", "Rows match OpenStack"),
+        Condition("CredentialsValid", True, "Authenticated", "Keystone accepted the credentials"),
+        Condition("SubnetFound", True, "Found", f"Subnet {observation.subnet.name} ({observation.subnet.cidr})"),
+        Condition(
+            "AllVMsFound",
+            not missing,
+            "VMsMissing" if missing else "AllFound",
+            f"VMs not found: {', '.join(missing)}" if missing else "Every listed VM exists",
+        ),
+    ]
+
+
+def without_volatile(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Status minus fields that legitimately change on every sync, for "did anything change?" checks."""
+    document = dict(status or {})
+    document.pop("lastSyncTime", None)
+    document.pop("nextSyncTime", None)
+    return document
