@@ -57,7 +57,7 @@ async def _ensure_widget_crd(client: KubeClient) -> None:
     end = loop.time() + 30
     while loop.time() < end:
         crd = await client.get(CRDS, "widgets.kubetest.multinic.io")
-        conditions = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+        conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions") or []}
         if conditions.get("Established") == "True":
             try:
                 await client.list(WIDGETS, "default")
