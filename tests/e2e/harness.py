@@ -1,0 +1,192 @@
+"""An end-to-end harness: the real control plane, a fresh real MariaDB database, the OpenStack simulator,
+and the controller service running in-process exactly as `multinic-ctrl run` wires it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client
+
+from multinic_ctrl.controller.service import ControllerService
+from multinic_ctrl.db import Database, Repository
+from multinic_ctrl.db.repository import AGENT_QUERY
+from multinic_ctrl.server import ProbeServer
+from multinic_ctrl.settings import ControllerSettings, Settings
+from tests.fakes.openstack.fixtures import Simulator
+
+GROUP, VERSION = "multinic.example.com", "v1alpha1"
+
+
+def config_body(name: str, vm_names: list[str], sim: Simulator, *, subnet: str = "k8s-subnet",
+                password: str | None = "admin", secret_ref: tuple[str, str] | None = None) -> dict[str, Any]:
+    credentials: dict[str, Any] = {
+        "authURL": sim.auth_url,
+        "username": "admin",
+        "projectID": "your-project-id",
+        "domainName": "Default",
+    }
+    if secret_ref:
+        credentials["passwordSecretRef"] = {"name": secret_ref[0], "key": secret_ref[1]}
+    elif password is not None:
+        credentials["password"] = password
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "OpenstackConfig",
+        "metadata": {"name": name},
+        "spec": {"vmNames": vm_names, "subnetName": subnet, "credentials": credentials},
+    }
+
+
+@dataclass
+class Env:
+    namespace: str
+    api: client.ApiClient
+    sim: Simulator
+    database: Database
+    settings: Settings
+    service: ControllerService | None = None
+    server: ProbeServer | None = None
+    _task: asyncio.Task[None] | None = None
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def repo(self) -> Repository:
+        return Repository(self.database)
+
+    async def start(self, **controller: Any) -> None:
+        settings = replace(self.settings, controller=replace(self.settings.controller, **controller))
+        self._stop = asyncio.Event()
+        self.service = ControllerService(settings, self.database)
+        self.server = ProbeServer("127.0.0.1", 0)
+        self.server.add_readiness_check("database", self.database.ping)
+        self.service.install(self.server)
+        await self.server.start()
+        self._task = asyncio.create_task(self.service.run(self._stop))
+        await wait_for(lambda: self.service is not None and self.service.synced, "informers synced")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, 30)
+            self._task = None
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    # ---------------------------------------------------------------- Kubernetes helpers
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                                       "openstackconfigs", body))
+
+    async def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(await self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                                        "openstackconfigs", name))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch(self, name: str, patch: dict[str, Any]) -> None:
+        await self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "openstackconfigs", name, patch,
+            _content_type="application/merge-patch+json")
+
+    async def delete(self, name: str) -> None:
+        await self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "openstackconfigs", name)
+
+    async def put_secret(self, name: str, data: dict[str, str]) -> None:
+        core = client.CoreV1Api(self.api)
+        body = {"metadata": {"name": name},
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        try:
+            await core.create_namespaced_secret(self.namespace, body)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+            await core.replace_namespaced_secret(name, self.namespace, body)
+
+    async def events(self, name: str) -> list[dict[str, Any]]:
+        core = client.CoreV1Api(self.api)
+        found = await core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")
+        return [{"reason": e.reason, "message": e.message, "type": e.type} for e in found.items]
+
+    async def status(self, name: str) -> dict[str, Any]:
+        obj = await self.get(name)
+        return dict((obj or {}).get("status") or {})
+
+    async def wait_status(self, name: str, check: Callable[[dict[str, Any]], bool], what: str,
+                          timeout: float = 30) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        async def probe() -> bool:
+            nonlocal last
+            last = await self.status(name)
+            return check(last)
+
+        await wait_for(probe, f"{name}: {what} (last status {last})", timeout)
+        return last
+
+    # ---------------------------------------------------------------- database helpers
+    async def agent_rows(self, node: str) -> list[dict[str, Any]]:
+        async with self.database.transaction("test") as cur:
+            await cur.execute(AGENT_QUERY + " ORDER BY mi.id", (node,))
+            return list(await cur.fetchall())
+
+    async def all_interfaces(self) -> list[dict[str, Any]]:
+        async with self.database.transaction("test") as cur:
+            await cur.execute("SELECT * FROM multi_interface ORDER BY id")
+            return list(await cur.fetchall())
+
+    async def http(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        assert self.server is not None
+        async with aiohttp.ClientSession() as session, session.request(
+            method, f"http://127.0.0.1:{self.server.bound_port}{path}", **kwargs
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+async def wait_for(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def controller_env(namespace: str, api: client.ApiClient, sim: Simulator, database: Database,
+                         kubeconfig: str, **controller: Any) -> AsyncIterator[Env]:
+    settings = Settings(
+        database=database.settings,
+        probe_port=0,
+        probe_address="127.0.0.1",
+        namespaces=(namespace,),
+        kubeconfig=kubeconfig,  # type: ignore[arg-type]
+        controller=ControllerSettings(
+            workers=2, leader_elect=False, leader_election_namespace=namespace, error_retry_seconds=2.0,
+            trigger_token="e2e-token-0123456789",
+        ),
+    )
+    env = Env(namespace, api, sim, database, settings)
+    await env.start(**controller)
+    try:
+        yield env
+    finally:
+        await env.stop()
