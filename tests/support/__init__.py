@@ -1,0 +1,1 @@
+"""Shared test support code (real-component harnesses), importable from every test tier."""
