@@ -20,7 +20,7 @@ from multinic_ctrl.kube.client import CONFIGMAPS, KubeClient, load_api_client
 from multinic_ctrl.kube.informer import Informer
 from multinic_ctrl.kube.runner import Controller
 from multinic_ctrl.kube.store import label_index
-from support.control_plane import ControlPlane, free_port
+from tests.support.control_plane import ControlPlane, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +115,81 @@ async def test_list_watch_handlers_store_and_runner(kube_api: Any, namespace: st
         await asyncio.wait_for(workers, 5)
 
 
+class FreezableProxy:
+    """Loopback TCP proxy in front of the apiserver.
+
+    `freeze()` silently stalls all current connections (new ones work normally): a half-open stream.
+    `partition()` drops all connections and refuses new ones until `heal()`: a network partition that keeps the
+    informer away while the cluster changes.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._frozen: list[asyncio.Event] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.connections = 0
+        self.partitioned = False
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        for flag in self._frozen:
+            flag.set()
+
+    def partition(self) -> None:
+        self.partitioned = True
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    def heal(self) -> None:
+        self.partitioned = False
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frozen: asyncio.Event) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                data = await reader.read(65536)
+                if frozen.is_set():
+                    await asyncio.Event().wait()  # hold the bytes; keep the socket open
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(OSError):
+            writer.close()
+
+    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.partitioned:
+            client_writer.transport.abort()
+            return
+        self.connections += 1
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
+        self._writers += [client_writer, upstream_writer]
+        frozen = asyncio.Event()
+        self._frozen.append(frozen)
+        for coro in (
+            self._pump(client_reader, upstream_writer, frozen),
+            self._pump(upstream_reader, client_writer, frozen),
+        ):
+            task = asyncio.create_task(coro)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 def _kubeconfig_for(control_plane: ControlPlane, server: str, path: Path) -> Path:
     config = yaml.safe_load(Path(control_plane.kubeconfig_path).read_text())
     config["clusters"][0]["cluster"]["server"] = server
@@ -197,41 +272,49 @@ async def _etcd_compact(etcd_url: str) -> int:
 
 
 async def test_expired_resource_version_relists_with_deletes(
-    kube_api: Any, namespace: str, control_plane: ControlPlane
+    kube_api: Any, namespace: str, control_plane: ControlPlane, tmp_path: Path
 ) -> None:
+    """Cut the informer off, change the cluster, compact etcd and restart the apiserver (fresh watch cache):
+    the informer's resourceVersion can then be served neither from the cache nor from etcd → 410 → relist,
+    with delete events for what vanished meanwhile."""
+    proxy = FreezableProxy("127.0.0.1", control_plane.apiserver_port)
+    await proxy.start()
+    url = f"https://127.0.0.1:{proxy.port}"
+    proxied = KubeClient(
+        await load_api_client(str(_kubeconfig_for(control_plane, url, tmp_path / "p.kubeconfig"))), owns_api_client=True
+    )
     client = KubeClient(kube_api)
     for name in ("keep", "change", "gone1", "gone2"):
         await client.create(CONFIGMAPS, configmap(name), namespace)
-    informer = Informer(client, CONFIGMAPS, namespace=namespace, backoff_initial=0.2, backoff_cap=1.0)
+    informer = Informer(
+        proxied, CONFIGMAPS, namespace=namespace, backoff_initial=0.2, backoff_cap=1.0, inactivity_timeout=20
+    )
     events = Events()
     events.attach(informer)
-    async with running(informer):
-        pass  # synced, then disconnected: store and resourceVersion kept
-    stale_rv = informer.resource_version
-    events.seen.clear()
-    await client.delete(CONFIGMAPS, "gone1", namespace)
-    await client.delete(CONFIGMAPS, "gone2", namespace)
-    await client.patch(CONFIGMAPS, "change", {"data": {"k": "new"}}, namespace)
-    await client.create(CONFIGMAPS, configmap("born"), namespace)
-    await _etcd_compact(control_plane.etcd_url)
-    # a fresh apiserver has a fresh watch cache: the stale resourceVersion can be served neither from the cache
-    # nor (compacted) from etcd
-    await asyncio.to_thread(control_plane.stop_apiserver)
-    await asyncio.to_thread(control_plane.start_apiserver)
-
-    task = asyncio.create_task(informer.run())
     try:
-        expected = await server_state(client, namespace)
-        await eventually(lambda: store_state(informer) == expected, 60, "store equals the server's list")
-        assert informer.stats.expired >= 1, f"expected a 410 for resourceVersion {stale_rv}"
-        assert sorted(events.seen) == [
-            ("add", "born", "v"),
-            ("delete", "gone1", "v"),
-            ("delete", "gone2", "v"),
-            ("update", "change", "new"),
-        ]
-        assert informer.stats.lists == 2
+        async with running(informer):
+            events.seen.clear()
+            stale_rv = informer.resource_version
+            proxy.partition()
+            await client.delete(CONFIGMAPS, "gone1", namespace)
+            await client.delete(CONFIGMAPS, "gone2", namespace)
+            await client.patch(CONFIGMAPS, "change", {"data": {"k": "new"}}, namespace)
+            await client.create(CONFIGMAPS, configmap("born"), namespace)
+            await _etcd_compact(control_plane.etcd_url)
+            await asyncio.to_thread(control_plane.stop_apiserver)
+            await asyncio.to_thread(control_plane.start_apiserver)
+            assert informer.stats.errors >= 1 and informer.resource_version == stale_rv
+            proxy.heal()
+            expected = await server_state(client, namespace)
+            await eventually(lambda: store_state(informer) == expected, 60, "store equals the server's list")
+            assert informer.stats.expired >= 1, f"expected a 410 for resourceVersion {stale_rv}"
+            assert informer.stats.lists == 2
+            assert sorted(events.seen) == [
+                ("add", "born", "v"),
+                ("delete", "gone1", "v"),
+                ("delete", "gone2", "v"),
+                ("update", "change", "new"),
+            ]
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await proxied.close()
+        await proxy.stop()

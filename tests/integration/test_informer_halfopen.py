@@ -1,8 +1,9 @@
 """A half-open watch stream (peer stops sending, connection stays up) is detected by the inactivity watchdog.
 
-A loopback TCP proxy sits between the informer and the apiserver; `freeze()` makes every existing connection
-stop forwarding in both directions without closing it - what a NAT or load balancer that silently dropped its
-connection state looks like from the client. Without the watchdog the informer would wait forever.
+A loopback TCP proxy (`FreezableProxy`, in test_informer.py) sits between the informer and the apiserver;
+`freeze()` makes every existing connection stop forwarding in both directions without closing it - what a NAT or
+load balancer that silently dropped its connection state looks like from the client. Without the watchdog the
+informer would wait forever.
 """
 
 from __future__ import annotations
@@ -17,68 +18,11 @@ import yaml
 
 from multinic_ctrl.kube.client import CONFIGMAPS, KubeClient, load_api_client
 from multinic_ctrl.kube.informer import Informer
-from support.control_plane import ControlPlane
+from tests.support.control_plane import ControlPlane
 
-from .test_informer import Events, configmap, eventually, server_state, store_state
+from .test_informer import Events, FreezableProxy, configmap, eventually, server_state, store_state
 
 pytestmark = pytest.mark.integration
-
-
-class FreezableProxy:
-    """TCP proxy; `freeze()` silently stalls all current connections, new ones work normally."""
-
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
-        self.upstream = (upstream_host, upstream_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._frozen: list[asyncio.Event] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-        self.connections = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def freeze(self) -> None:
-        for flag in self._frozen:
-            flag.set()
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frozen: asyncio.Event) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while True:
-                data = await reader.read(65536)
-                if frozen.is_set():
-                    await asyncio.Event().wait()  # hold the bytes; keep the socket open
-                if not data:
-                    break
-                writer.write(data)
-                await writer.drain()
-        with contextlib.suppress(OSError):
-            writer.close()
-
-    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.upstream)
-        self._writers += [client_writer, upstream_writer]
-        frozen = asyncio.Event()
-        self._frozen.append(frozen)
-        for coro in (
-            self._pump(client_reader, upstream_writer, frozen),
-            self._pump(upstream_reader, client_writer, frozen),
-        ):
-            task = asyncio.create_task(coro)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for writer in self._writers:
-            writer.transport.abort()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def test_watchdog_detects_half_open_stream_and_catches_up(
