@@ -6,10 +6,14 @@ starts). An unreachable server fails the test with instructions: a skipped datab
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiomysql
 
@@ -66,3 +70,34 @@ async def fresh_database(*, migrated: bool = True) -> AsyncIterator[Database]:
                 await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:
         admin.close()
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "local-mariadb"
+
+
+class PrivateMariaDB:
+    """A MariaDB instance of the test's own (scripts/local-mariadb with a private dir and port), so a test
+    can stop and start a real server without disturbing the shared one."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.env = {**os.environ, "MULTINIC_MARIADB_DIR": str(directory), "MULTINIC_MARIADB_PORT": str(self.port)}
+
+    def run(self, action: str) -> None:
+        subprocess.run([str(SCRIPT), action], env=self.env, check=True, timeout=120)
+
+    def settings(self, name: str = "multinic") -> DatabaseSettings:
+        return DatabaseSettings(host="127.0.0.1", port=self.port, user="root", password="multinic-dev", name=name,
+                                connect_timeout=1.0)
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, directory: Path) -> Iterator[PrivateMariaDB]:
+        instance = cls(directory)
+        instance.run("up")
+        try:
+            yield instance
+        finally:
+            instance.run("down")

@@ -7,9 +7,6 @@ it does not disturb the shared test server.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,39 +16,14 @@ import pytest
 from multinic_ctrl.db import Database
 from multinic_ctrl.server import ProbeServer
 from multinic_ctrl.settings import DatabaseSettings
+from tests.dbsupport import PrivateMariaDB
 
 pytestmark = pytest.mark.db
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "local-mariadb"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateMariaDB:
-    def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
-        self.env = {
-            **os.environ,
-            "MULTINIC_MARIADB_DIR": str(directory),
-            "MULTINIC_MARIADB_PORT": str(self.port),
-        }
-
-    def run(self, action: str) -> None:
-        subprocess.run([str(SCRIPT), action], env=self.env, check=True, timeout=120)
-
-
 @pytest.fixture
 def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
-    instance = PrivateMariaDB(tmp_path / "mariadb")
-    instance.run("up")
-    try:
+    with PrivateMariaDB.running(tmp_path / "mariadb") as instance:
         yield instance
-    finally:
-        instance.run("down")
 
 
 async def _readyz(session: aiohttp.ClientSession, port: int) -> tuple[int, dict[str, object]]:

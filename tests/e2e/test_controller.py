@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from multinic_ctrl.db import Database
+from multinic_ctrl.db.migrations import migrate
+from tests.dbsupport import PrivateMariaDB
 from tests.e2e.harness import Env, config_body, wait_for
+from tests.support.control_plane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
@@ -103,11 +111,39 @@ async def test_bad_credentials_then_fixed_secret(env: Env) -> None:
     assert len(await env.agent_rows("test-vm-1")) == 1
 
 
-async def test_database_down_during_reconcile_and_deletion(env: Env) -> None:
-    # Simulate an outage by pointing the pool at a closed port is not faithful; instead close the pool's
-    # server side: rename the database so every statement fails, then restore it.
-    await env.create(config_body("cfg", ["test-vm-1"], env.sim))
-    await env.wait_status("cfg", synced, "synced")
-    await env.delete("cfg")
-    await wait_for(lambda: _gone(env, "cfg"), "deleted")
-    assert await env.all_interfaces() == []
+async def test_database_down_during_reconcile_and_deletion(
+    env: Env, tmp_path: Path, control_plane: ControlPlane
+) -> None:
+    """A real MariaDB of the test's own is stopped mid-flight: nothing is lost, everything converges."""
+    await env.stop()
+    with PrivateMariaDB.running(tmp_path / "mariadb") as mariadb:
+        await migrate(mariadb.settings())
+        database = Database(mariadb.settings())
+        env.database = database
+        env.settings = replace(env.settings, database=mariadb.settings())
+        await env.start()
+        try:
+            await env.create(config_body("cfg", ["test-vm-1"], env.sim))
+            await env.wait_status("cfg", synced, "synced")
+
+            await asyncio.to_thread(mariadb.run, "down")
+            await env.patch("cfg", {"spec": {"vmNames": ["test-vm-1", "test-vm-2"]}})
+            status = await env.wait_status("cfg", lambda s: s.get("reason") == "DatabaseUnavailable", "db error")
+            assert "MariaDB" in status["message"] and "multinic-dev" not in str(status)
+            code, body = await env.http("GET", "/readyz")
+            assert code == 503 and body["failing"] == ["database"]
+            await asyncio.to_thread(mariadb.run, "up")
+            await env.wait_status("cfg", lambda s: synced(s) and s.get("vmsFound") == 2, "converged", timeout=40)
+            assert len(await env.agent_rows("test-vm-2")) == 1
+
+            await asyncio.to_thread(mariadb.run, "down")
+            await env.delete("cfg")
+            await asyncio.sleep(3)
+            obj = await env.get("cfg")
+            assert obj is not None and obj["metadata"].get("deletionTimestamp"), "finalizer holds while DB is down"
+            await asyncio.to_thread(mariadb.run, "up")
+            await wait_for(lambda: _gone(env, "cfg"), "deleted after DB is back", timeout=40)
+            assert await env.all_interfaces() == []
+        finally:
+            await env.stop()
+            await database.close()

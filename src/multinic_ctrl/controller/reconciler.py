@@ -37,7 +37,7 @@ from multinic_ctrl.controller.status import (
 )
 from multinic_ctrl.controller.trigger import Decision, decide, format_duration
 from multinic_ctrl.controller.triggers import TriggerState
-from multinic_ctrl.db import ApplyResult, Repository
+from multinic_ctrl.db import ApplyResult, DatabaseError, Repository
 from multinic_ctrl.db.repository import CrState
 from multinic_ctrl.kube import (
     DONE,
@@ -118,7 +118,15 @@ class OpenstackConfigReconciler:
             if fresh is None:
                 return DONE
             obj = fresh
-        return await self._sync(obj, namespace, name)
+        try:
+            return await self._sync(obj, namespace, name)
+        except DatabaseError as exc:
+            # Visible in status (best effort: the apiserver is independent of MariaDB), then retried by the
+            # queue's backoff. Nothing was committed: the transaction rolled back and the hash was not stored.
+            message = str(exc)
+            await self._write_error(obj, "DatabaseUnavailable", message,
+                                    [Condition("Ready", False, "DatabaseUnavailable", message)])
+            raise
 
     # ------------------------------------------------------------------------------------------ delete
     async def _delete(self, obj: Mapping[str, Any], namespace: str, name: str) -> Result:
