@@ -48,7 +48,7 @@ def spec_with(**changes: Any) -> dict[str, Any]:
 
 
 def creds_with(**changes: Any) -> dict[str, Any]:
-    creds = copy.deepcopy(MISSION_EXAMPLE["credentials"])
+    creds: dict[str, Any] = copy.deepcopy(MISSION_EXAMPLE["credentials"])
     for key, value in changes.items():
         if value is None:
             creds.pop(key, None)
