@@ -95,7 +95,14 @@ async def test_list_watch_handlers_store_and_runner(kube_api: Any, namespace: st
 
     controller = Controller("t-informer", reconcile, workers=2)
     controller.watch(informer)
-    async with running(informer):
+    selected = Informer(client, CONFIGMAPS, namespace=namespace, label_selector="app=y", inactivity_timeout=20)
+    async with running(informer), running(selected):
+        await client.create(CONFIGMAPS, configmap("labelled", app="y"), namespace)
+        await eventually(lambda: list(selected.store) == [f"{namespace}/labelled"], 10, "label-selected informer")
+        await client.delete(CONFIGMAPS, "labelled", namespace)
+        await eventually(lambda: len(selected.store) == 0, 10, "label-selected delete")
+        await eventually(lambda: ("delete", "labelled", "v") in events.seen, 10, "unselected informer sees all")
+        events.seen[:] = [e for e in events.seen if e[1] != "labelled"]
         workers = asyncio.create_task(controller.run_workers())
         assert ("add", "pre", "v") in events.seen
         await client.create(CONFIGMAPS, configmap("new", app="x"), namespace)

@@ -38,6 +38,9 @@ from .store import IndexFunc, Store
 
 log = structlog.get_logger(__name__)
 
+_MIN_HEALTHY_WATCH = 1.0
+"""A stream closed sooner than this (seconds) without a single line counts as a failure (→ backoff)."""
+
 AddHandler = Callable[[JsonObj], Awaitable[None] | None]
 UpdateHandler = Callable[[JsonObj, JsonObj], Awaitable[None] | None]
 DeleteHandler = Callable[[JsonObj], Awaitable[None] | None]
@@ -262,6 +265,8 @@ class Informer:
         ) as response:
             self._log.debug("Watch opened.", resource_version=self._resource_version, timeout_seconds=timeout_seconds)
             lines = read_lines(response)
+            opened = loop.time()
+            received = 0
             try:
                 while True:
                     deadline = loop.time() + self.inactivity_timeout
@@ -269,6 +274,10 @@ class Informer:
                         async with asyncio.timeout_at(deadline):
                             line = await lines.__anext__()
                     except StopAsyncIteration:
+                        if not received and loop.time() - opened < _MIN_HEALTHY_WATCH:
+                            # something closes streams at once (proxy, overloaded server): reconnecting
+                            # immediately would hot-loop, so treat it as a failure and back off
+                            raise aiohttp.ServerDisconnectedError("watch stream closed without any event") from None
                         self._log.debug("Watch stream ended by the server.", resource_version=self._resource_version)
                         return
                     except TimeoutError:
@@ -279,6 +288,7 @@ class Informer:
                             resource_version=self._resource_version,
                         )
                         return  # resume from the last resourceVersion right away
+                    received += 1
                     await self._handle_line(line)
                     self._failures = 0  # a line arrived: the connection is healthy again
             finally:

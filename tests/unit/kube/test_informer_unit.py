@@ -191,3 +191,15 @@ async def test_failing_handler_does_not_stop_the_informer() -> None:
     assert seen == ["a", "b"] and informer.stats.handler_errors == 2
     assert not task.done()
     task.cancel()
+
+
+async def test_stream_closed_at_once_without_events_backs_off() -> None:
+    client = FakeClient()
+    informer, _, task = await _start(client)
+    for _ in range(3):
+        stream = await asyncio.wait_for(client.watches.get(), 2)
+        stream.end()
+    await asyncio.wait_for(client.watches.get(), 2)
+    assert informer.stats.errors == 3, "immediately closed streams must go through the backoff"
+    assert client.lists == 1
+    task.cancel()
