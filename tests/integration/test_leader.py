@@ -14,8 +14,13 @@ from typing import Any
 
 import pytest
 
-from multinic_ctrl.kube.client import LEASES, KubeClient
+from multinic_ctrl.kube.client import CONFIGMAPS, CORE_EVENTS, LEASES, KubeClient
+from multinic_ctrl.kube.events import EventRecorder
+from multinic_ctrl.kube.informer import Informer
 from multinic_ctrl.kube.leader import LeaderElector
+from multinic_ctrl.kube.patch import merge_patch
+from multinic_ctrl.kube.runner import DONE, Controller, Result
+from multinic_ctrl.kube.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +182,67 @@ async def test_leader_that_cannot_renew_stops_work_within_renew_deadline(
         assert a.transitions == 2
     finally:
         await _stop(task)
+
+
+async def test_full_wiring_with_graceful_shutdown(kube_api: Any, namespace: str) -> None:
+    """The composition every controller uses: supervisor + informer + controller + leader + event recorder."""
+    client = KubeClient(kube_api)
+    lease = f"lease-{uuid.uuid4().hex[:6]}"
+    informer = Informer(client, CONFIGMAPS, namespace=namespace)
+    recorder = EventRecorder(client, "multinic-test", update_interval=0.2)
+    in_flight = asyncio.Event()
+    finished: list[str] = []
+
+    async def reconcile(key: str) -> Result | None:
+        obj = informer.store.get(key)
+        if obj is None:
+            return DONE
+        name = obj["metadata"]["name"]
+        if name == "slow":
+            in_flight.set()
+            await asyncio.sleep(0.5)  # graceful shutdown must let this finish
+            finished.append(key)
+            return DONE
+        if obj["metadata"].get("annotations", {}).get("seen") != "yes":
+            await merge_patch(
+                client, CONFIGMAPS, name, {"metadata": {"annotations": {"seen": "yes"}}}, namespace=namespace
+            )
+            recorder.normal(obj, "Seen", "reconciled")
+        return DONE
+
+    controller = Controller("t-wiring", reconcile, workers=2)
+    controller.watch(informer)
+    elector = LeaderElector(
+        client,
+        name=lease,
+        namespace=namespace,
+        identity="solo",
+        lease_duration=LEASE,
+        renew_deadline=RENEW,
+        retry_period=RETRY,
+    )
+    sup = Supervisor("t-wiring")
+    sup.spawn("informer", informer.run())
+    sup.spawn("events", recorder.run())
+    sup.spawn("leader", elector.run(controller.run_workers))
+    await client.create(CONFIGMAPS, {"metadata": {"name": "a"}, "data": {}}, namespace)
+
+    async def annotated() -> bool:
+        obj = await client.get(CONFIGMAPS, "a", namespace)
+        return obj["metadata"].get("annotations", {}).get("seen") == "yes"
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+    while not await annotated():
+        assert loop.time() < end, "reconcile never ran"
+        await asyncio.sleep(0.1)
+    assert sup.alive() and elector.is_leader
+    await client.create(CONFIGMAPS, {"metadata": {"name": "slow"}, "data": {}}, namespace)
+    await asyncio.wait_for(in_flight.wait(), 10)
+    assert await sup.shutdown(10, drain=lambda: controller.shutdown(5))
+    assert finished == [f"{namespace}/slow"], "in-flight reconcile finished during graceful shutdown"
+    assert sup.alive(), "a graceful shutdown is not a failure"
+    stored = await client.get(LEASES, lease, namespace)
+    assert not stored["spec"].get("holderIdentity"), "lease released on graceful shutdown"
+    events = await client.list(CORE_EVENTS, namespace, field_selector="involvedObject.name=a")
+    assert [e["reason"] for e in events["items"]] == ["Seen"]

@@ -3,6 +3,26 @@ runner, leader election, patch helpers, event recorder and task supervision.
 
 Knows nothing about MultiNic (any resource works), so the controller and the operator share it. Must not
 import `multinic_ctrl.controller`, `.operator`, `.openstack` or `.db` (import-linter layers contract).
+
+Wiring a controller (see tests/integration/test_leader.py::test_full_wiring_with_graceful_shutdown)::
+
+    client = await KubeClient.from_config()                  # kubeconfig / in-cluster
+    informer = Informer(client, RESOURCE, namespace=ns)        # LIST+WATCH, store, watchdog, 410 relist
+    recorder = EventRecorder(client, "multinic-controller")
+
+    async def reconcile(key: str) -> Result | None:
+        obj = informer.store.get(key)                          # deep copy; None once deleted
+        ...                                                    # read, decide (pure), write (merge_patch, ...)
+        return Result(requeue_after=300)                       # or DONE / Result(requeue=True) / raise
+
+    controller = Controller("openstackconfig", reconcile, workers=4)
+    controller.watch(informer)                                 # events → keys → WorkQueue
+    elector = LeaderElector(client, name="multinic-controller", namespace=ns)
+    sup = Supervisor()
+    sup.spawn("informer", informer.run()); sup.spawn("events", recorder.run())
+    sup.spawn("leader", elector.run(controller.run_workers))   # workers only while leading
+    # /healthz → sup.alive(); exit 1 when `await sup.wait_failed()` returns;
+    # on SIGTERM: await sup.shutdown(10, drain=lambda: controller.shutdown(8))
 """
 
 from .client import (

@@ -10,7 +10,7 @@ non-zero.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -78,14 +78,23 @@ class Supervisor:
         await self._failed_event.wait()
         return self.failed_tasks()
 
-    async def shutdown(self, deadline: float = 10.0) -> bool:
-        """Cancel every task and wait up to `deadline` s; True if all ended in time.
+    async def shutdown(self, deadline: float = 10.0, *, drain: Callable[[], Awaitable[Any]] | None = None) -> bool:
+        """Optionally drain, then cancel every task and wait; True if all ended within `deadline` s.
 
-        Tasks get a cancellation (not a kill) so they can run their `finally` blocks - releasing the leader
-        lease, finishing an in-flight reconcile - but a task that ignores cancellation cannot hold the process
-        hostage.
+        `drain` (e.g. `lambda: controller.shutdown(8)`) runs first, after tasks ending stopped counting as
+        failures, so in-flight reconciles can finish and the leader task may return (releasing its lease) before
+        anything is cancelled. Tasks then get a cancellation (not a kill) so they can run their `finally` blocks,
+        but a task that ignores cancellation cannot hold the process hostage.
         """
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        if drain is not None:
+            try:
+                await asyncio.wait_for(drain(), deadline)
+            except Exception as exc:  # includes the drain's own timeout: cancel what is left regardless
+                log.warning("Drain before shutdown did not complete.", error=repr(exc))
+        deadline = max(0.1, end - loop.time())
         running = [task for task in self._tasks.values() if not task.done()]
         for task in running:
             task.cancel()
