@@ -8,7 +8,6 @@ from kubernetes_asyncio import client
 from tests.dbsupport import fresh_database
 from tests.e2e.harness import Env, controller_env
 from tests.fakes.openstack.fixtures import Simulator, running_simulator
-from tests.integration.conftest import control_plane, kube_api, multinic_crds, namespace  # noqa: F401
 from tests.support.control_plane import ControlPlane
 
 
@@ -20,15 +19,16 @@ async def sim() -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 async def env(
-    control_plane: ControlPlane,  # noqa: F811
-    multinic_crds: list[str],  # noqa: F811
-    namespace: str,  # noqa: F811
-    kube_api: client.ApiClient,  # noqa: F811
+    control_plane: ControlPlane,
+    multinic_crds: list[str],
+    namespace: str,
+    kube_api: client.ApiClient,
     sim: Simulator,
 ) -> AsyncIterator[Env]:
-    async with fresh_database() as database, controller_env(
-        namespace, kube_api, sim, database, str(control_plane.kubeconfig_path)
-    ) as environment:
+    async with (
+        fresh_database() as database,
+        controller_env(namespace, kube_api, sim, database, str(control_plane.kubeconfig_path)) as environment,
+    ):
         yield environment
 
 

@@ -24,8 +24,15 @@ from tests.fakes.openstack.fixtures import Simulator
 GROUP, VERSION = "multinic.example.com", "v1alpha1"
 
 
-def config_body(name: str, vm_names: list[str], sim: Simulator, *, subnet: str = "k8s-subnet",
-                password: str | None = "admin", secret_ref: tuple[str, str] | None = None) -> dict[str, Any]:
+def config_body(
+    name: str,
+    vm_names: list[str],
+    sim: Simulator,
+    *,
+    subnet: str = "k8s-subnet",
+    password: str | None = "admin",
+    secret_ref: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     credentials: dict[str, Any] = {
         "authURL": sim.auth_url,
         "username": "admin",
@@ -86,13 +93,15 @@ class Env:
 
     # ---------------------------------------------------------------- Kubernetes helpers
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(await self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                                       "openstackconfigs", body))
+        return dict(
+            await self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "openstackconfigs", body)
+        )
 
     async def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(await self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                                        "openstackconfigs", name))
+            return dict(
+                await self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "openstackconfigs", name)
+            )
         except client.ApiException as exc:
             if exc.status == 404:
                 return None
@@ -100,16 +109,21 @@ class Env:
 
     async def patch(self, name: str, patch: dict[str, Any]) -> None:
         await self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "openstackconfigs", name, patch,
-            _content_type="application/merge-patch+json")
+            GROUP,
+            VERSION,
+            self.namespace,
+            "openstackconfigs",
+            name,
+            patch,
+            _content_type="application/merge-patch+json",
+        )
 
     async def delete(self, name: str) -> None:
         await self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, "openstackconfigs", name)
 
     async def put_secret(self, name: str, data: dict[str, str]) -> None:
         core = client.CoreV1Api(self.api)
-        body = {"metadata": {"name": name},
-                "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+        body = {"metadata": {"name": name}, "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
         try:
             await core.create_namespaced_secret(self.namespace, body)
         except client.ApiException as exc:
@@ -126,8 +140,9 @@ class Env:
         obj = await self.get(name)
         return dict((obj or {}).get("status") or {})
 
-    async def wait_status(self, name: str, check: Callable[[dict[str, Any]], bool], what: str,
-                          timeout: float = 30) -> dict[str, Any]:
+    async def wait_status(
+        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30
+    ) -> dict[str, Any]:
         last: dict[str, Any] = {}
 
         async def probe() -> bool:
@@ -151,9 +166,10 @@ class Env:
 
     async def http(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         assert self.server is not None
-        async with aiohttp.ClientSession() as session, session.request(
-            method, f"http://127.0.0.1:{self.server.bound_port}{path}", **kwargs
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, f"http://127.0.0.1:{self.server.bound_port}{path}", **kwargs) as resp,
+        ):
             return resp.status, await resp.json(content_type=None)
 
 
@@ -171,8 +187,9 @@ async def wait_for(check: Callable[[], bool | Awaitable[bool]], what: str, timeo
 
 
 @contextlib.asynccontextmanager
-async def controller_env(namespace: str, api: client.ApiClient, sim: Simulator, database: Database,
-                         kubeconfig: str, **controller: Any) -> AsyncIterator[Env]:
+async def controller_env(
+    namespace: str, api: client.ApiClient, sim: Simulator, database: Database, kubeconfig: str, **controller: Any
+) -> AsyncIterator[Env]:
     settings = Settings(
         database=database.settings,
         probe_port=0,
@@ -180,7 +197,10 @@ async def controller_env(namespace: str, api: client.ApiClient, sim: Simulator, 
         namespaces=(namespace,),
         kubeconfig=kubeconfig,  # type: ignore[arg-type]
         controller=ControllerSettings(
-            workers=2, leader_elect=False, leader_election_namespace=namespace, error_retry_seconds=2.0,
+            workers=2,
+            leader_elect=False,
+            leader_election_namespace=namespace,
+            error_retry_seconds=2.0,
             trigger_token="e2e-token-0123456789",
         ),
     )

@@ -28,10 +28,18 @@ async def test_lifecycle_create_edit_noop_delete(env: Env) -> None:
     status = await env.wait_status("cfg", synced, "synced")
     assert status["vmsFound"] == 2 and status["interfaces"] == 2
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "Ready": "True", "CredentialsValid": "True", "SubnetFound": "True", "AllVMsFound": "True"}
+        "Ready": "True",
+        "CredentialsValid": "True",
+        "SubnetFound": "True",
+        "AllVMsFound": "True",
+    }
     (row1,) = await env.agent_rows("test-vm-1")
     assert (row1["macaddress"], row1["address"], row1["mtu"], row1["cidr"]) == (
-        VM1_MAC, "192.168.100.11", 1450, "192.168.100.0/24")
+        VM1_MAC,
+        "192.168.100.11",
+        1450,
+        "192.168.100.0/24",
+    )
     assert [r["macaddress"] for r in await env.agent_rows("test-vm-2")] == [VM2_MAC]
     assert await env.agent_rows("test-vm-10") == [], "look-alike names must not match"
     obj = await env.get("cfg")
@@ -49,8 +57,9 @@ async def test_lifecycle_create_edit_noop_delete(env: Env) -> None:
     await env.patch("cfg", {"spec": {"vmNames": ["test-vm-1", "test-vm-3"]}})
     await wait_for(lambda: _has_rows(env, "test-vm-3"), "vm-3 rows")
     after = await env.all_interfaces()
-    assert [r for r in after if r["id"] == row1["id"]] == [
-        r for r in before if r["id"] == row1["id"]], "vm-1's row untouched (id, netplan_success, modified_at)"
+    assert [r for r in after if r["id"] == row1["id"]] == [r for r in before if r["id"] == row1["id"]], (
+        "vm-1's row untouched (id, netplan_success, modified_at)"
+    )
     assert await env.agent_rows("test-vm-2") == []
     assert [r["macaddress"] for r in await env.agent_rows("test-vm-3")] == [VM3_MAC]
 

@@ -34,5 +34,9 @@ async def test_calls_per_reconcile_constant_for_1_10_100_vms(env: Env) -> None:
         counts[size] = dict(env.sim.request_log.counts())
         counts[size].pop("identity.tokens", None)  # one per process, on the first reconcile only
     print("\nOpenStack calls per reconcile (warm token):", {k: sum(v.values()) for k, v in counts.items()})
-    assert counts[1] == counts[10] == counts[100] == {
-        "network.subnets": 1, "compute.servers": 1, "network.ports": 1, "network.networks": 1}
+    assert (
+        counts[1]
+        == counts[10]
+        == counts[100]
+        == {"network.subnets": 1, "compute.servers": 1, "network.ports": 1, "network.networks": 1}
+    )

@@ -27,17 +27,28 @@ def observes(env: Env) -> int:
 
 
 async def set_policy(env: Env, trigger: dict[str, Any]) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MultiNicOperator", "metadata": {"name": "policy"},
-            "spec": {"reconcileTrigger": trigger}}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MultiNicOperator",
+        "metadata": {"name": "policy"},
+        "spec": {"reconcileTrigger": trigger},
+    }
     try:
         await env.custom.create_namespaced_custom_object(GROUP, VERSION, env.namespace, "multinicoperators", body)
     except Exception:
         await env.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, env.namespace, "multinicoperators", "policy", {"spec": {"reconcileTrigger": trigger}},
-            _content_type="application/merge-patch+json")
+            GROUP,
+            VERSION,
+            env.namespace,
+            "multinicoperators",
+            "policy",
+            {"spec": {"reconcileTrigger": trigger}},
+            _content_type="application/merge-patch+json",
+        )
     mode = trigger.get("mode", "immediate")
-    await wait_for(lambda: env.service is not None and env.service.triggers.policy.mode.value == mode,
-                   f"policy {mode} applied")
+    await wait_for(
+        lambda: env.service is not None and env.service.triggers.policy.mode.value == mode, f"policy {mode} applied"
+    )
 
 
 async def restart_with_policy(env: Env, trigger: dict[str, Any], **controller: Any) -> None:
@@ -45,13 +56,19 @@ async def restart_with_policy(env: Env, trigger: dict[str, Any], **controller: A
     await set_policy_object(env, trigger)
     await env.start(trigger_source=(env.namespace, "policy"), **controller)
     mode = trigger.get("mode", "immediate")
-    await wait_for(lambda: env.service is not None and env.service.triggers.policy.mode.value == mode,
-                   f"policy {mode} applied at start")
+    await wait_for(
+        lambda: env.service is not None and env.service.triggers.policy.mode.value == mode,
+        f"policy {mode} applied at start",
+    )
 
 
 async def set_policy_object(env: Env, trigger: dict[str, Any]) -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "MultiNicOperator", "metadata": {"name": "policy"},
-            "spec": {"reconcileTrigger": trigger}}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MultiNicOperator",
+        "metadata": {"name": "policy"},
+        "spec": {"reconcileTrigger": trigger},
+    }
     await env.custom.create_namespaced_custom_object(GROUP, VERSION, env.namespace, "multinicoperators", body)
 
 
@@ -94,8 +111,9 @@ async def test_scheduled_mode_waits_for_interval(env: Env) -> None:
     first = dt.datetime.fromisoformat(status["lastSyncTime"].replace("Z", "+00:00"))
     assert first - created >= dt.timedelta(seconds=8), "the CR change waited for its slot"
     assert observes(env) == 1
-    status = await env.wait_status("cfg", lambda s: s.get("lastSyncTime") != status["lastSyncTime"],
-                                   "second scheduled sync", timeout=20)
+    status = await env.wait_status(
+        "cfg", lambda s: s.get("lastSyncTime") != status["lastSyncTime"], "second scheduled sync", timeout=20
+    )
     second = dt.datetime.fromisoformat(status["lastSyncTime"].replace("Z", "+00:00"))
     assert dt.timedelta(seconds=9) <= second - first <= dt.timedelta(seconds=13)
     assert observes(env) == 2
@@ -113,8 +131,9 @@ async def test_scheduled_with_immediate_on_cr_change_and_live_mode_switch(env: E
     assert observes(env) == 1
     code, body = await env.http("POST", f"/trigger/{env.namespace}/cfg", headers=TOKEN)
     assert (code, body) == (202, {"enqueued": [f"{env.namespace}/cfg"]})
-    await env.wait_status("cfg", lambda s: synced(s) and s.get("vms", [{}])[0].get("name") == "test-vm-2",
-                          "synced by webhook")
+    await env.wait_status(
+        "cfg", lambda s: synced(s) and s.get("vms", [{}])[0].get("name") == "test-vm-2", "synced by webhook"
+    )
     assert observes(env) == 2
 
 

@@ -1,13 +1,7 @@
-"""Fixtures for the integration tier: a real etcd + kube-apiserver shared by the session.
-
-Why session scope: starting the pair takes seconds, tests are isolated by namespaces and
-unique names instead.  Missing binaries FAIL the tests (never skip): a silently skipped
-integration tier looks exactly like a passing one.
-"""
+"""The integration tier: fixtures live in tests/conftest.py (shared with tests/e2e, one control plane)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +9,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from tests.support.control_plane import CRD_DIR, ControlPlane, ControlPlaneError, locate_assets, new_api_client
+from tests.support.control_plane import ControlPlane, ControlPlaneError, locate_assets, new_api_client
 
 _HERE = Path(__file__).resolve().parent
-_CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,23 +21,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
 
 
+_WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach component log tails to the report of a failed control-plane test.
-
-    pytest prints report sections for failures, so the apiserver/etcd view of what went
-    wrong appears right under the traceback instead of being lost with the temp dir.
-    """
+    """Attach the workload plane's component logs (incl. controllers, kwok) to failures."""
     report = yield
-    cp = item.config.stash.get(_CONTROL_PLANE_KEY, None)
-    if report.failed and cp is not None and "control_plane" in getattr(item, "fixturenames", ()):
-        report.sections.append(("control plane logs", cp.format_log_tails()))
+    cp = item.config.stash.get(_WORKLOAD_PLANE_KEY, None)
+    if report.failed and cp is not None and "workload_plane" in getattr(item, "fixturenames", ()):
+        report.sections.append(("workload plane logs", cp.format_log_tails()))
     return report
 
 
 @pytest.fixture(scope="session")
-def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    """etcd + kube-apiserver for the whole session (admin kubeconfig, audit log, RBAC)."""
+def workload_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A second, separate control plane where Deployments/StatefulSets get Ready Pods.
+
+    Runs kube-controller-manager, kube-scheduler and kwok (two fake nodes) next to etcd and
+    kube-apiserver.  Separate from ``control_plane`` so that the controllers' own writes
+    (ServiceAccounts, kube-root-ca.crt ConfigMaps, garbage collection) never disturb tests
+    that count objects there.  Only started when a test asks for it; fails, never skips.
+    """
     try:
         assets = locate_assets()
     except ControlPlaneError as exc:
@@ -52,46 +50,24 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     cp = ControlPlane(assets)
     try:
         cp.start()
+        cp.start_workloads()
     except ControlPlaneError as exc:
+        logs = cp.format_log_tails()
         cp.stop()
-        pytest.fail(f"control plane did not start: {exc}", pytrace=False)
-    request.config.stash[_CONTROL_PLANE_KEY] = cp
+        pytest.fail(f"workload control plane did not start: {exc}\n{logs}", pytrace=False)
+    request.config.stash[_WORKLOAD_PLANE_KEY] = cp
     try:
         yield cp
     finally:
-        del request.config.stash[_CONTROL_PLANE_KEY]
+        del request.config.stash[_WORKLOAD_PLANE_KEY]
         cp.stop()
 
 
 @pytest.fixture
-async def kube_api(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
-    """An admin ``kubernetes_asyncio`` ApiClient bound to this test's event loop."""
-    api = await new_api_client(control_plane.kubeconfig_path)
+async def workload_api(workload_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
+    """An admin ApiClient for :func:`workload_plane`, bound to this test's event loop."""
+    api = await new_api_client(workload_plane.kubeconfig_path)
     try:
         yield api
     finally:
         await api.close()
-
-
-@pytest.fixture(scope="session")
-def multinic_crds(control_plane: ControlPlane) -> list[str]:
-    """Apply manifests/crds/ (server-side) and wait until every CRD is Established.
-
-    Returns the CRD names.  Server-side apply makes this idempotent and lets tests that
-    create the same CRDs through the Python client coexist with it.
-    """
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", f"--filename={CRD_DIR}")
-    names = control_plane.kubectl(
-        "get", f"--filename={CRD_DIR}", "--output=jsonpath={.items[*].metadata.name}"
-    ).stdout.split()
-    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
-    return names
-
-
-@pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
-    """A fresh namespace per test (deleted afterwards, without waiting)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    control_plane.kubectl("create", "namespace", name)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -289,7 +289,7 @@ class OpenstackConfigReconciler:
         status = {
             k: v
             for k, v in current.items()
-            if k in ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "interfaces", "missingVMs")
+            if k in ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "vmsSummary", "interfaces", "missingVMs")
         }
         status |= {
             "phase": ERROR,
@@ -358,6 +358,7 @@ class OpenstackConfigReconciler:
             "triggerMode": self.d.triggers.policy.mode.value,
             "vmsRequested": len(spec.vm_names),
             "vmsFound": len(observation.servers),
+            "vmsSummary": f"{len(observation.servers)}/{len(spec.vm_names)}",
             "interfaces": interfaces,
             "subnet": {
                 "id": observation.subnet.id,

@@ -77,22 +77,48 @@ class CronSchedule:
             return dom or dow
         return dom and dow
 
-    def next_after(self, moment: dt.datetime) -> dt.datetime:
-        """The first matching minute strictly after `moment` (aware), returned in UTC."""
-        local = moment.astimezone(self.zone).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    def _wall_matches(self, wall: dt.datetime) -> bool:
         minutes, hours, _, months, _ = self.fields
-        for _ in range(366 * 24 * 60 * 5):  # five years of minutes at most; a schedule must match by then
+        return wall.month in months and self._day_matches(wall) and wall.hour in hours and wall.minute in minutes
+
+    def next_after(self, moment: dt.datetime) -> dt.datetime:
+        """The first matching minute strictly after `moment` (aware), returned in UTC.
+
+        The walk advances in UTC (which never repeats or skips) and reads fields in local time, so the result
+        is always after `moment`. Daylight-saving rules follow cron's: a job with fixed hours runs once when
+        the clock falls back (the second pass through the repeated hour is skipped) and a job whose time falls
+        into the spring-forward gap runs right after the jump; wildcard-hour jobs run in both passes. A
+        schedule with no match within five years (e.g. 31 February) raises ScheduleError.
+        """
+        minutes, hours, _, months, _ = self.fields
+        fixed_hours = len(hours) < 24
+        t = moment.astimezone(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        horizon = t + dt.timedelta(days=5 * 366)
+        while t <= horizon:
+            local = t.astimezone(self.zone)
+            wall = local.replace(tzinfo=None)
+            previous = (t - dt.timedelta(minutes=1)).astimezone(self.zone).replace(tzinfo=None)
+            if wall - previous > dt.timedelta(minutes=1) and any(
+                self._wall_matches(previous + dt.timedelta(minutes=k))
+                for k in range(1, int((wall - previous).total_seconds() // 60))
+            ):
+                return t  # a matching wall time was skipped by a spring-forward jump: run now
             if local.month not in months:
-                local = (local.replace(day=1, hour=0, minute=0) + dt.timedelta(days=32)).replace(day=1)
-                continue
-            if not self._day_matches(local):
-                local = local.replace(hour=0, minute=0) + dt.timedelta(days=1)
-                continue
-            if local.hour not in hours:
-                local = local.replace(minute=0) + dt.timedelta(hours=1)
-                continue
-            if local.minute not in minutes:
-                local += dt.timedelta(minutes=1)
-                continue
-            return local.astimezone(dt.UTC)
+                first = (wall.replace(day=1, hour=0, minute=0) + dt.timedelta(days=32)).replace(day=1)
+                t = self._forward(t, first)
+            elif not self._day_matches(local):
+                t = self._forward(t, wall.replace(hour=0, minute=0) + dt.timedelta(days=1))
+            elif local.hour not in hours:
+                t += dt.timedelta(minutes=60 - local.minute)
+            elif local.minute not in minutes:
+                t += dt.timedelta(minutes=1)
+            elif fixed_hours and local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
+                t += dt.timedelta(minutes=1)  # second pass through a repeated hour
+            else:
+                return t
         raise ScheduleError(f"{self.expression!r} never matches")
+
+    def _forward(self, current: dt.datetime, local_wall: dt.datetime) -> dt.datetime:
+        """UTC instant of a local wall-clock time, never earlier than one minute after `current`."""
+        target = local_wall.replace(tzinfo=self.zone).astimezone(dt.UTC)
+        return max(target, current + dt.timedelta(minutes=1))

@@ -60,12 +60,12 @@ class ConfigSpec:
 
 
 def _string(value: Any, path: str, *, required: bool = False) -> str:
-    if value is None or value == "":
-        if required:
-            raise SpecError(f"{path} is required")
-        return ""
-    if not isinstance(value, str):
+    if value is not None and not isinstance(value, str):
         raise SpecError(f"{path} must be a string")
+    if value is None or not value.strip():
+        if required:
+            raise SpecError(f"{path} is required" + (" (it is blank)" if value else ""))
+        return ""
     return value
 
 

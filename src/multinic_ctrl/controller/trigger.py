@@ -96,6 +96,7 @@ def parse_policy(trigger: Mapping[str, Any] | None, *, resync: dt.timedelta = DE
     try:
         if trigger.get("schedule"):
             schedule = CronSchedule.parse(str(trigger["schedule"]), timezone)
+            schedule.next_after(dt.datetime.now(dt.UTC))  # a schedule that never fires is a config error
         else:
             CronSchedule.parse("* * * * *", timezone)  # validates the zone name even without a schedule
     except ScheduleError as exc:

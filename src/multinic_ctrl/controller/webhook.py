@@ -86,9 +86,12 @@ class TriggerEndpoint:
             return _error(401, "missing or invalid bearer token", **{"WWW-Authenticate": 'Bearer realm="multinic"'})
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-        body = await request.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        received = 0
+        while chunk := await request.content.read(MAX_BODY_BYTES + 1 - received):
+            # `read(n)` returns what has arrived so far; a chunked body must be counted to the end.
+            received += len(chunk)
+            if received > MAX_BODY_BYTES:
+                return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         if not self._ready():
             return _error(503, "caches are not synced yet; retry shortly", **{"Retry-After": "5"})
         known = set(self._known_keys())
