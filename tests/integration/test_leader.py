@@ -61,15 +61,23 @@ class Work:
             self.stopped.set()
 
 
-def elector(client: KubeClient, lease: str, namespace: str, identity: str, **kw: Any) -> LeaderElector:
+def elector(
+    client: KubeClient,
+    lease: str,
+    namespace: str,
+    identity: str,
+    timings: tuple[float, float, float] = (LEASE, RENEW, RETRY),
+    **kw: Any,
+) -> LeaderElector:
+    lease_duration, renew_deadline, retry_period = timings
     return LeaderElector(
         client,
         name=lease,
         namespace=namespace,
         identity=identity,
-        lease_duration=LEASE,
-        renew_deadline=RENEW,
-        retry_period=RETRY,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
         **kw,
     )
 
@@ -92,19 +100,23 @@ async def _first_started(a: Work, b: Work, timeout: float) -> Work:
     return a if a.started.is_set() else b
 
 
-async def test_exactly_one_leader_and_hand_over_on_crash(kube_api: Any, namespace: str) -> None:
+@pytest.mark.parametrize("timings", [(LEASE, RENEW, RETRY), (15.0, 10.0, 2.0)], ids=["scaled", "production-15s-10s-2s"])
+async def test_exactly_one_leader_and_hand_over_on_crash(
+    kube_api: Any, namespace: str, timings: tuple[float, float, float]
+) -> None:
+    lease_duration, _, retry = timings
     client = KubeClient(kube_api)
     lease = f"lease-{uuid.uuid4().hex[:6]}"
     shared: set[str] = set()
     overlaps: list[set[str]] = []
     work = {n: Work(n, shared, overlaps) for n in ("a", "b")}
     # "crash": no release on cancel, like a SIGKILLed pod
-    electors = {n: elector(client, lease, namespace, n, release_on_cancel=False) for n in work}
+    electors = {n: elector(client, lease, namespace, n, timings, release_on_cancel=False) for n in work}
     tasks = {n: asyncio.create_task(electors[n].run(work[n])) for n in work}
     try:
         leader = await _first_started(work["a"], work["b"], 10)
         other = "b" if leader.name == "a" else "a"
-        await asyncio.sleep(3 * RETRY + LEASE)  # several renewals: the follower must stay a follower
+        await asyncio.sleep(2 * retry + 4.0)  # several renewals: the follower must stay a follower
         assert shared == {leader.name} and not overlaps
         assert electors[leader.name].is_leader and not electors[other].is_leader
         stored = await client.get(LEASES, lease, namespace)
@@ -113,9 +125,9 @@ async def test_exactly_one_leader_and_hand_over_on_crash(kube_api: Any, namespac
         loop = asyncio.get_running_loop()
         killed_at = loop.time()
         await _stop(tasks[leader.name])
-        await asyncio.wait_for(work[other].started.wait(), LEASE + 4 * RETRY)
+        await asyncio.wait_for(work[other].started.wait(), lease_duration + 4 * retry)
         took = loop.time() - killed_at
-        assert LEASE - 2 * RETRY <= took <= LEASE + 3 * RETRY, f"hand-over took {took:.2f}s"
+        assert lease_duration - 2 * retry <= took <= lease_duration + 3 * retry, f"hand-over took {took:.2f}s"
         assert not overlaps
         stored = await client.get(LEASES, lease, namespace)
         assert stored["spec"]["holderIdentity"] == other
