@@ -127,6 +127,24 @@ async def run_controller(settings: Settings) -> int:
     return await run_service(settings, ControllerService, component="controller")
 
 
+async def run_plan(settings: Settings, filename: str, namespace: str | None, as_json: bool) -> int:
+    import sys
+    from pathlib import Path
+
+    from multinic_ctrl.controller.plan import PlanError, plan, render
+    from multinic_ctrl.controller.spec import CredentialsError, SpecError
+    from multinic_ctrl.db import DatabaseError
+    from multinic_ctrl.openstack import OpenStackError
+
+    try:
+        target, diff, missing = await plan(settings, Path(filename), namespace)
+    except (PlanError, SpecError, CredentialsError, OpenStackError, DatabaseError) as exc:
+        sys.stderr.write(f"multinic-ctrl plan: {exc}\n")
+        return 1
+    render(target, diff, missing, sys.stdout, as_json=as_json)
+    return 0
+
+
 async def run_operator(settings: Settings) -> int:
     log.error("The operator is not implemented in this release")
     return 1

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(operator)
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)")
     _add_common(migrate)
+    plan = sub.add_parser("plan", help="show the row changes a reconcile of a config file would make; writes nothing")
+    plan.add_argument("-f", "--filename", required=True, help="YAML file holding one OpenstackConfig")
+    plan.add_argument("-n", "--namespace", help="namespace of the config (default: its metadata or 'default')")
+    plan.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    _add_common(plan)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -106,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "migrate":
         return asyncio.run(app.run_migrate(settings))
+    if args.command == "plan":
+        return asyncio.run(app.run_plan(settings, args.filename, args.namespace, args.output == "json"))
     if args.command == "operator":
         return asyncio.run(app.run_operator(settings))
     return asyncio.run(app.run_controller(settings))

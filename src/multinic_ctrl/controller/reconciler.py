@@ -11,7 +11,6 @@ Transient problems (OpenStack or MariaDB unavailable) raise, so the work queue r
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,14 @@ from multinic_ctrl import metrics
 from multinic_ctrl.controller.desired import desired_rows
 from multinic_ctrl.controller.hashing import spec_hash
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
-from multinic_ctrl.controller.spec import ConfigSpec, CredentialsError, SpecError, parse_spec, resolve_credentials
+from multinic_ctrl.controller.spec import (
+    ConfigSpec,
+    CredentialsError,
+    SpecError,
+    decode_secret,
+    parse_spec,
+    resolve_credentials,
+)
 from multinic_ctrl.controller.status import (
     ERROR,
     PENDING,
@@ -229,7 +235,7 @@ class OpenstackConfigReconciler:
                     else:
                         raise
             if secret is not None:
-                found[secret_name] = _decode_secret(secret)
+                found[secret_name] = decode_secret(secret)
         return found
 
     async def _openstack_failed(self, obj: dict[str, Any], exc: OpenStackError, decision: Decision) -> Result:
@@ -394,9 +400,3 @@ def _decide(
 
 def _requeue(delay: dt.timedelta | None) -> Result:
     return DONE if delay is None else Result(requeue_after=max(delay.total_seconds(), 1.0))
-
-
-def _decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
-    data = {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.get("data") or {}).items()}
-    data.update(secret.get("stringData") or {})
-    return data

@@ -9,6 +9,7 @@ are the same field names (`authURL`, `username`, `password`, ...).
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,3 +140,10 @@ def resolve_credentials(spec: ConfigSpec, secrets: Mapping[str, Mapping[str, str
     if "domainName" in merged and "projectDomainName" not in merged and "projectID" not in merged:
         kwargs["project_domain_name"] = merged["domainName"]
     return Credentials(password=merged["password"], **kwargs)
+
+
+def decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
+    """A Secret object's data, base64-decoded (stringData too, for objects not yet round-tripped)."""
+    data = {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.get("data") or {}).items()}
+    data.update(secret.get("stringData") or {})
+    return data
