@@ -8,7 +8,6 @@ SIGINT start a graceful shutdown: stop taking work, let in-flight work finish wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Callable
 from typing import Protocol
@@ -45,22 +44,6 @@ async def run_migrate(settings: Settings) -> int:
         return 1
     log.info("Database schema is up to date", database=settings.database.name, applied=applied)
     return 0
-
-
-async def migrate_until_done(settings: Settings, stop: asyncio.Event) -> None:
-    """Start-up migration that waits for MariaDB rather than crash-looping the pod while it comes up."""
-    delay = 1.0
-    while not stop.is_set():
-        try:
-            applied = await migrate(settings.database)
-        except DatabaseUnavailable as exc:
-            log.warning("Database not reachable yet; will retry migration", error=str(exc), retry_in=delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 30.0)
-            continue
-        log.info("Database schema is up to date", database=settings.database.name, applied=applied)
-        return
 
 
 class Service(Protocol):

@@ -21,6 +21,7 @@ from multinic_ctrl.controller.trigger import TriggerPolicy
 from multinic_ctrl.controller.triggers import TriggerState
 from multinic_ctrl.controller.webhook import TriggerEndpoint
 from multinic_ctrl.db import Database, Repository
+from multinic_ctrl.db.migrations import migrate_until_done
 from multinic_ctrl.kube import (
     Controller,
     EventRecorder,
@@ -145,8 +146,6 @@ class ControllerService:
         return keys
 
     async def run(self, stop: asyncio.Event) -> None:
-        from multinic_ctrl.app import migrate_until_done
-
         cfg = self.settings.controller
         kubeconfig = str(self.settings.kubeconfig) if self.settings.kubeconfig else None
         self.kube = kube = await KubeClient.from_config(kubeconfig)
@@ -198,7 +197,7 @@ class ControllerService:
             sup.spawn(f"informer/{informer.name}/{informer.namespace or '*'}", informer.run())
         sup.spawn("events", events.run())
         try:
-            await migrate_until_done(self.settings, stop)
+            await migrate_until_done(self.settings.database, stop)
             if stop.is_set():
                 return
             if cfg.leader_elect:

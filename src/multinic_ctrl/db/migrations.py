@@ -11,12 +11,14 @@ Column contract: MISSION.md "Agent contract" - the node agent reads `multi_inter
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from multinic_ctrl.db.pool import connect_raw
+from multinic_ctrl.db.pool import DatabaseUnavailable, connect_raw
 from multinic_ctrl.settings import DatabaseSettings
 
 log = structlog.get_logger(__name__)
@@ -157,3 +159,19 @@ async def current_version(settings: DatabaseSettings, *, database: str | None = 
             return int(version)
     finally:
         conn.close()
+
+
+async def migrate_until_done(settings: DatabaseSettings, stop: asyncio.Event) -> None:
+    """Start-up migration that waits for MariaDB rather than crash-looping the pod while it comes up."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            applied = await migrate(settings)
+        except DatabaseUnavailable as exc:
+            log.warning("Database not reachable yet; will retry migration", error=str(exc), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 30.0)
+            continue
+        log.info("Database schema is up to date", database=settings.name, applied=applied)
+        return

@@ -1,0 +1,1 @@
+"""The OpenstackConfig controller: trigger policy, spec handling, reconcile, webhook trigger, plan."""
