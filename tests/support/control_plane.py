@@ -58,6 +58,11 @@ REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kubectl")
 #: Identity of the admin client certificate; ``system:masters`` bypasses RBAC.
 ADMIN_USER = "multinic-test-admin"
 ADMIN_GROUP = "system:masters"
+#: Binaries/files ``start_workloads`` needs next to etcd and kube-apiserver.
+WORKLOAD_COMPONENTS = ("kube-controller-manager", "kube-scheduler", "kwok")
+WORKLOAD_FILES = ("kwok-stages.yaml", "kwok-storage-class.yaml")
+#: Nodes carrying this annotation (value ``fake``) are played by kwok.
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 #: In-cluster service CIDR; its first address is the ``kubernetes`` Service IP.
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -560,6 +565,114 @@ class ControlPlane:
         proc.start()
         if ready is not None:
             self._wait(name, proc, ready)
+
+    # -- workloads (kube-controller-manager, kube-scheduler, kwok) ---------------------
+
+    @property
+    def workloads_running(self) -> bool:
+        return all(name in self._extra and self._extra[name].running for name in WORKLOAD_COMPONENTS)
+
+    def start_workloads(self, nodes: Sequence[str] = ("kwok-node-1", "kwok-node-2")) -> None:
+        """Make Deployments and StatefulSets work: controllers, scheduler and fake nodes.
+
+        Why: the operator's end-to-end tests need Pods that get scheduled and become Ready
+        without a container runtime.  kube-controller-manager turns Deployments/StatefulSets
+        into Pods (and maintains ServiceAccounts, namespaces, GC), kube-scheduler binds them,
+        and kwok plays the kubelet for the given ``nodes`` (Ready nodes with lease
+        heartbeats; Pods Running+Ready with an IP; PVCs of the default ``kwok-volume``
+        StorageClass bound to fake PVs).  Not started by default: these controllers also act
+        on the objects other tests create (e.g. a ``kube-root-ca.crt`` ConfigMap appears in
+        every namespace), so plain API tests run without them.
+        """
+        missing = [f for f in (*WORKLOAD_COMPONENTS, *WORKLOAD_FILES) if not (self.assets_dir / f).exists()]
+        if missing:
+            raise ControlPlaneError(
+                f"{self.assets_dir} lacks {', '.join(missing)}; run scripts/control-plane-assets "
+                "(it builds them next to etcd and kube-apiserver)"
+            )
+        assert self.pki is not None
+        kubeconfig = str(self.kubeconfig_path)
+        common = [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            # Serve /healthz with our own cert so the health wait can verify it.
+            f"--tls-cert-file={self.pki.serving_cert}",
+            f"--tls-private-key-file={self.pki.serving_key}",
+            "--v=1",
+        ]
+        kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
+        if "kube-controller-manager" not in self._extra:
+            self.start_process(
+                "kube-controller-manager",
+                [
+                    str(self.assets_dir / "kube-controller-manager"),
+                    *common,
+                    f"--secure-port={kcm_port}",
+                    f"--root-ca-file={self.pki.ca_cert}",
+                    f"--service-account-private-key-file={self.pki.sa_private_key}",
+                    f"--cluster-signing-cert-file={self.pki.ca_cert}",
+                    f"--cluster-signing-key-file={self.pki.ca_key}",
+                    "--use-service-account-credentials=false",
+                    # No cloud, no real nodes: evict nothing just because kwok lags a little.
+                    "--node-monitor-grace-period=120s",
+                ],
+                ready=lambda: self._http_ok(f"https://127.0.0.1:{kcm_port}/healthz"),
+            )
+        if "kube-scheduler" not in self._extra:
+            self.start_process(
+                "kube-scheduler",
+                [str(self.assets_dir / "kube-scheduler"), *common, f"--secure-port={scheduler_port}"],
+                ready=lambda: self._http_ok(f"https://127.0.0.1:{scheduler_port}/healthz"),
+            )
+        if "kwok" not in self._extra:
+            self.kubectl("apply", f"--filename={self.assets_dir / 'kwok-storage-class.yaml'}")
+            self.start_process(
+                "kwok",
+                [
+                    str(self.assets_dir / "kwok"),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--config={self.assets_dir / 'kwok-stages.yaml'}",
+                    "--manage-all-nodes=false",
+                    f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                    "--node-lease-duration-seconds=40",
+                    "--cidr=10.244.0.1/16",
+                    "--node-ip=127.0.0.1",
+                    f"--server-address=127.0.0.1:{kwok_port}",
+                ],
+                ready=lambda: self._http_ok(f"http://127.0.0.1:{kwok_port}/healthz"),
+            )
+        self.add_fake_nodes(nodes)
+
+    def add_fake_nodes(self, names: Sequence[str], timeout: float = 60.0) -> None:
+        """Register kwok-managed Nodes and wait until they are Ready."""
+        if not names:
+            return
+        manifests = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+                "status": {
+                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                },
+            }
+            for name in names
+        ]
+        self.kubectl("apply", "--filename=-", stdin=yaml.safe_dump_all(manifests))
+        self.kubectl("wait", "--for=condition=Ready", f"--timeout={timeout:.0f}s", *(f"node/{name}" for name in names))
 
     # -- health ----------------------------------------------------------------------
 
