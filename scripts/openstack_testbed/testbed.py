@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,16 +42,18 @@ REQUIREMENTS = HERE / "requirements.txt"
 ML2_PKG = HERE / "ml2_bindall"
 
 HOST = "127.0.0.1"
+# Fixed ports below the kernel's ephemeral range (32768+), so that no client
+# socket can be holding one of them when a service starts.
 PORTS = {
     "mysql": 13306,
-    "amqp": 35672,
-    "rabbit_dist": 35673,
-    "epmd": 34369,
-    "keystone": 35000,
-    "glance": 39292,
-    "placement": 38778,
-    "nova": 38774,
-    "neutron": 39696,
+    "amqp": 25682,
+    "rabbit_dist": 25683,
+    "epmd": 24369,
+    "keystone": 25000,
+    "glance": 29292,
+    "placement": 28778,
+    "nova": 28774,
+    "neutron": 29696,
 }
 DB_USER, DB_PASS = "openstack", "testbed"
 ADMIN_USER, ADMIN_PASS, ADMIN_PROJECT = "admin", "admin", "admin"
@@ -100,11 +103,15 @@ def vbin(name: str) -> str:
 
 def venv_hash() -> str:
     h = hashlib.sha256()
-    for p in [CONSTRAINTS, REQUIREMENTS, *sorted(ML2_PKG.rglob("*.py")),
-              ML2_PKG / "pyproject.toml"]:
+    for p in [CONSTRAINTS, REQUIREMENTS, *ml2_files()]:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def ml2_files() -> list[Path]:
+    return [ML2_PKG / "pyproject.toml",
+            *sorted((ML2_PKG / "multinic_testbed_ml2").glob("*.py"))]
 
 
 def find_python() -> str:
@@ -137,8 +144,17 @@ def ensure_venv() -> None:
             if line.strip() and not line.startswith("#")]
     run(["nice", "-n", "19", *pip, "install", "-c", CONSTRAINTS, *reqs],
         logname="venv")
-    run(["nice", "-n", "19", *pip, "install", "--no-deps",
-         "--no-build-isolation", ML2_PKG], logname="venv")
+    # Build the driver from a copy: pip leaves build/ and egg-info behind.
+    tmp = Path(tempfile.mkdtemp(prefix="multinic-ml2-"))
+    try:
+        for f in ml2_files():
+            dst = tmp / f.relative_to(ML2_PKG)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dst)
+        run(["nice", "-n", "19", *pip, "install", "--no-deps",
+             "--no-build-isolation", tmp], logname="venv")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     marker.write_text(want + "\n")
     log(f"venv built in {time.time() - t0:.0f}s")
 
@@ -354,7 +370,6 @@ def start_rabbit() -> None:
     (base / "rabbitmq-env.conf").write_text("")
     (base / "advanced.config").write_text("[].\n")
     (base / "rabbitmq.conf").write_text(
-        f"listeners.tcp.1 = {HOST}:{PORTS['amqp']}\n"
         "loopback_users.guest = true\n"
         "vm_memory_high_watermark.relative = 0.2\n"
         "disk_free_limit.absolute = 50MB\n"
@@ -651,6 +666,20 @@ class Keystone:
         self.project_id = data["token"]["project"]["id"]
         return data
 
+    def ensure_service_role(self):
+        """Give the admin user the `service` role: the services talk to each
+        other as admin, and Nova sends its token as X-Service-Token too,
+        which keystonemiddleware only accepts from a `service` role holder."""
+        _, data = self._req("GET", "/roles?name=service")
+        if data["roles"]:
+            rid = data["roles"][0]["id"]
+        else:
+            _, d = self._req("POST", "/roles", {"role": {"name": "service"}})
+            rid = d["role"]["id"]
+        _, data = self._req("GET", f"/users?name={ADMIN_USER}")
+        uid = data["users"][0]["id"]
+        self._req("PUT", f"/projects/{self.project_id}/users/{uid}/roles/{rid}")
+
     def ensure_service(self, stype, name, public_url):
         _, data = self._req("GET", f"/services?type={stype}")
         if data["services"]:
@@ -673,6 +702,7 @@ class Keystone:
 
 
 CATALOG = [
+    ("identity", "keystone", lambda: url("keystone", "/v3")),
     ("image", "glance", lambda: url("glance")),
     ("placement", "placement", lambda: url("placement")),
     ("network", "neutron", lambda: url("neutron")),
@@ -727,6 +757,7 @@ def cmd_up() -> None:
              proc="keystone")
     ks = Keystone()
     ks.login()
+    ks.ensure_service_role()
     for stype, name, u in CATALOG:
         ks.ensure_service(stype, name, u())
     write_env(ks.project_id)
