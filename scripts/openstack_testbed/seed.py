@@ -67,7 +67,11 @@ def ensure_network(conn, name: str, subnet: str, cidr: str, mtu: int | None):
     sub = conn.network.find_subnet(subnet)
     if sub is None:
         sub = conn.network.create_subnet(
-            name=subnet, network_id=net.id, ip_version=4, cidr=cidr, enable_dhcp=False,
+            name=subnet,
+            network_id=net.id,
+            ip_version=4,
+            cidr=cidr,
+            enable_dhcp=False,
             gateway_ip=cidr.replace("0/24", "1"),
             allocation_pools=[{"start": cidr.replace("0/24", "100"), "end": cidr.replace("0/24", "200")}],
         )
@@ -82,8 +86,11 @@ def ensure_image(conn):
     if img is not None:
         conn.image.delete_image(img)
     img = conn.image.create_image(
-        name="testbed-image", disk_format="raw", container_format="bare",
-        data=io.BytesIO(b"\0" * 1024 * 1024), visibility="public",
+        name="testbed-image",
+        disk_format="raw",
+        container_format="bare",
+        data=io.BytesIO(b"\0" * 1024 * 1024),
+        visibility="public",
     )
     log(f"uploaded image testbed-image ({img.id})")
     return img
@@ -136,9 +143,7 @@ def main() -> int:
             net, sub = nets[net_name]
             port = ensure_port(conn, net, sub, ip, f"{name}-{net_name}")
             networks.append({"port": port.id})
-        srv = conn.compute.create_server(
-            name=name, image_id=image.id, flavor_id=flavor.id, networks=networks
-        )
+        srv = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id, networks=networks)
         log(f"booting {name} ({srv.id})")
         pending.append(srv)
     for srv in pending:
@@ -163,8 +168,9 @@ def main() -> int:
             raise SystemExit(f"hot-attach to {name} did not show up in Neutron")
 
     net, sub = nets["k8s-net"]
-    orphan = ensure_port(conn, net, sub, "192.168.100.99", "orphan-port",
-                         device_id=ORPHAN_DEVICE_ID, device_owner="compute:nova")
+    orphan = ensure_port(
+        conn, net, sub, "192.168.100.99", "orphan-port", device_id=ORPHAN_DEVICE_ID, device_owner="compute:nova"
+    )
     try:
         conn.compute.get_server(ORPHAN_DEVICE_ID)
         raise SystemExit("orphan device id unexpectedly is a server")
