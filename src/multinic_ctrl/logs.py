@@ -36,6 +36,13 @@ def register_secret(value: str | None) -> None:
             _secrets = _secrets | {value}
 
 
+def clear_secrets() -> None:
+    """Forget registered secrets (tests start from a clean registry; the process never needs this)."""
+    global _secrets
+    with _lock:
+        _secrets = frozenset()
+
+
 def redact_text(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:

@@ -98,9 +98,12 @@ class ProbeServer:
         results = await asyncio.gather(*(self._run_check(c) for c in self._checks))
         checks = {name: (error or "ok") for name, error in results}
         failing = [name for name, error in results if error is not None]
+        body: dict[str, object] = {"status": "not ready" if failing else "ready", "checks": checks}
         if failing:
-            return web.json_response({"status": "not ready", "failing": failing, "checks": checks}, status=503)
-        return web.json_response({"status": "ready", "checks": checks})
+            body["failing"] = failing
+        if self._details:
+            body["details"] = {name: describe() for name, describe in self._details.items()}
+        return web.json_response(body, status=503 if failing else 200)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(REGISTRY)

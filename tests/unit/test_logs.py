@@ -5,11 +5,12 @@ import json
 import pytest
 import structlog
 
-from multinic_ctrl.logs import REDACTED, configure_logging, register_secret
+from multinic_ctrl.logs import REDACTED, clear_secrets, configure_logging, register_secret
 
 
 @pytest.fixture
 def json_logs(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
+    clear_secrets()  # other tests in this process registered theirs (e.g. the simulator's "admin")
     configure_logging("json", "debug", secrets=["hunter2-db-pass"])
     return capsys
 

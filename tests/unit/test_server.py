@@ -58,3 +58,10 @@ async def test_metrics_expose_product_metric_families(server: ProbeServer) -> No
         "workqueue_depth",
     ):
         assert f"# TYPE {family}" in text
+
+
+async def test_readyz_details_never_fail_readiness(server: ProbeServer) -> None:
+    server.add_detail("leadership", lambda: "standby")
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{server.bound_port}/readyz") as resp:
+        assert resp.status == 200
+        assert (await resp.json())["details"] == {"leadership": "standby"}
