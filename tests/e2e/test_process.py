@@ -26,7 +26,6 @@ pytestmark = pytest.mark.e2e
 OPENSTACK_PASSWORD = "s3cret-keystone-pw-77"
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -42,8 +41,12 @@ async def _get_json(url: str) -> tuple[int, dict[str, object]]:
 
 
 async def test_controller_process_lifecycle(
-    control_plane: ControlPlane, multinic_crds: list[str], namespace: str, kube_api: client.ApiClient,
-    sim: Simulator, tmp_path: Path,
+    control_plane: ControlPlane,
+    multinic_crds: list[str],
+    namespace: str,
+    kube_api: client.ApiClient,
+    sim: Simulator,
+    tmp_path: Path,
 ) -> None:
     from tests.dbsupport import fresh_database
 
@@ -52,23 +55,39 @@ async def test_controller_process_lifecycle(
         await _run(control_plane, namespace, kube_api, sim, database, tmp_path)
 
 
-async def _run(control_plane: ControlPlane, namespace: str, kube_api: client.ApiClient, sim: Simulator,
-               database: Database, tmp_path: Path) -> None:
+async def _run(
+    control_plane: ControlPlane,
+    namespace: str,
+    kube_api: client.ApiClient,
+    sim: Simulator,
+    database: Database,
+    tmp_path: Path,
+) -> None:
     db = database.settings
     probe = _free_port()
     token_file = tmp_path / "trigger-token"
     token_file.write_text("process-trigger-token-123\n")
     env = {
         **os.environ,
-        "DB_HOST": db.host, "DB_PORT": str(db.port), "DB_USER": db.user, "DB_PASSWORD": db.password,
-        "DB_NAME": db.name, "KUBECONFIG": str(control_plane.kubeconfig_path), "WATCH_NAMESPACES": namespace,
-        "PROBE_PORT": str(probe), "PROBE_ADDRESS": "127.0.0.1", "LOG_FORMAT": "json",
-        "LEADER_ELECT": "true", "LEADER_ELECTION_NAMESPACE": namespace, "TRIGGER_TOKEN_FILE": str(token_file),
+        "DB_HOST": db.host,
+        "DB_PORT": str(db.port),
+        "DB_USER": db.user,
+        "DB_PASSWORD": db.password,
+        "DB_NAME": db.name,
+        "KUBECONFIG": str(control_plane.kubeconfig_path),
+        "WATCH_NAMESPACES": namespace,
+        "PROBE_PORT": str(probe),
+        "PROBE_ADDRESS": "127.0.0.1",
+        "LOG_FORMAT": "json",
+        "LEADER_ELECT": "true",
+        "LEADER_ELECTION_NAMESPACE": namespace,
+        "TRIGGER_TOKEN_FILE": str(token_file),
     }
     log_path = tmp_path / "controller.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "multinic_ctrl", "run"], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "multinic_ctrl", "run"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         last: dict[str, object] = {}
 
