@@ -89,8 +89,9 @@ class PrivateMariaDB:
         subprocess.run([str(SCRIPT), action], env=self.env, check=True, timeout=120)
 
     def settings(self, name: str = "multinic") -> DatabaseSettings:
-        return DatabaseSettings(host="127.0.0.1", port=self.port, user="root", password="multinic-dev", name=name,
-                                connect_timeout=1.0)
+        return DatabaseSettings(
+            host="127.0.0.1", port=self.port, user="root", password="multinic-dev", name=name, connect_timeout=1.0
+        )
 
     @classmethod
     @contextlib.contextmanager

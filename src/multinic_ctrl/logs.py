@@ -19,9 +19,7 @@ from typing import Any
 import structlog
 
 REDACTED = "[REDACTED]"
-_SECRET_KEY = re.compile(
-    r"pass(word|wd)?$|passw|token|secret|authorization|api[_-]?key|credential|cookie", re.I
-)
+_SECRET_KEY = re.compile(r"pass(word|wd)?$|passw|token|secret|authorization|api[_-]?key|credential|cookie", re.I)
 _MIN_SECRET_LEN = 4  # masking "a" or "ab" everywhere would make logs unreadable and protects nothing
 
 _lock = threading.Lock()
@@ -74,9 +72,7 @@ def _redact_item(key: object, value: Any) -> Any:
     return _redact_value(value)
 
 
-def redact_processor(
-    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
+def redact_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         event_dict[key] = _redact_item(key, event_dict[key])
     return event_dict
@@ -97,9 +93,7 @@ def configure_logging(log_format: str = "console", level: str = "info", secrets:
         register_secret(secret)
     numeric_level = logging.getLevelName(level.upper())
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -63,9 +63,7 @@ OPERATOR_PROTECTION_EVENTS = Counter(
 
 # Work queue metrics, named as controller-runtime names them so existing dashboards work.
 WORKQUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of the work queue.", ["name"], registry=REGISTRY)
-WORKQUEUE_ADDS = Counter(
-    "workqueue_adds_total", "Adds handled by the work queue.", ["name"], registry=REGISTRY
-)
+WORKQUEUE_ADDS = Counter("workqueue_adds_total", "Adds handled by the work queue.", ["name"], registry=REGISTRY)
 WORKQUEUE_QUEUE_DURATION = Histogram(
     "workqueue_queue_duration_seconds",
     "How long an item waits in the work queue before it is handed to a worker.",

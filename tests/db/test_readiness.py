@@ -20,6 +20,7 @@ from tests.dbsupport import PrivateMariaDB
 
 pytestmark = pytest.mark.db
 
+
 @pytest.fixture
 def private_mariadb(tmp_path: Path) -> Iterator[PrivateMariaDB]:
     with PrivateMariaDB.running(tmp_path / "mariadb") as instance:

@@ -39,9 +39,7 @@ def port(
 
 def desired(*ports: InterfaceRow, subnets: tuple[SubnetRow, ...] = (SUBNET,)) -> DesiredState:
     node_ids = {p.node_id for p in ports}
-    return DesiredState(
-        subnets=subnets, nodes=tuple(n for n in VM.values() if n.node_id in node_ids), interfaces=ports
-    )
+    return DesiredState(subnets=subnets, nodes=tuple(n for n in VM.values() if n.node_id in node_ids), interfaces=ports)
 
 
 async def agent_query(db: Database, node: str, netplan: int | None = None) -> list[dict[str, Any]]:
@@ -68,9 +66,7 @@ async def dump(db: Database) -> dict[str, list[dict[str, Any]]]:
 async def agent_sets_success(db: Database, row_id: int) -> None:
     """The agent's only write, verbatim."""
     async with db.transaction("test") as cur:
-        await cur.execute(
-            "UPDATE multi_interface SET netplan_success=%s, modified_at=NOW() WHERE id=%s", (1, row_id)
-        )
+        await cur.execute("UPDATE multi_interface SET netplan_success=%s, modified_at=NOW() WHERE id=%s", (1, row_id))
 
 
 async def test_agent_query_sees_rows_per_node(repo: Repository, database: Database) -> None:
@@ -174,22 +170,14 @@ async def test_recreated_vm_same_name_new_uuid(repo: Repository, database: Datab
     (row,) = await agent_query(database, "test-vm-1")
     assert row["macaddress"] == "fa:16:3e:00:00:05"
     nodes = (await dump(database))["node_table"]
-    assert [(n["attached_node_id"], n["attached_node_name"]) for n in nodes] == [
-        ("uuid-1-reborn", "test-vm-1")
-    ]
+    assert [(n["attached_node_id"], n["attached_node_name"]) for n in nodes] == [("uuid-1-reborn", "test-vm-1")]
 
 
-async def test_recreated_vm_while_other_cr_still_references_old_uuid(
-    repo: Repository, database: Database
-) -> None:
+async def test_recreated_vm_while_other_cr_still_references_old_uuid(repo: Repository, database: Database) -> None:
     await repo.apply("ns", "a", desired(port(1, 1)))
-    await repo.apply(
-        "ns", "b", desired(port(2, 1, subnet=OTHER_SUBNET, ip="10.10.0.5"), subnets=(OTHER_SUBNET,))
-    )
+    await repo.apply("ns", "b", desired(port(2, 1, subnet=OTHER_SUBNET, ip="10.10.0.5"), subnets=(OTHER_SUBNET,)))
     reborn = NodeRow("uuid-1-reborn", "test-vm-1")
-    await repo.apply(
-        "ns", "a", DesiredState((SUBNET,), (reborn,), (replace(port(5, 1), node_id=reborn.node_id),))
-    )
+    await repo.apply("ns", "a", DesiredState((SUBNET,), (reborn,), (replace(port(5, 1), node_id=reborn.node_id),)))
     # CR b's row follows the node row by cascade; foreign keys hold.
     rows = (await dump(database))["multi_interface"]
     assert {r["port_id"]: r["attached_node_id"] for r in rows} == {
@@ -226,9 +214,7 @@ async def test_two_crs_sharing_a_subnet(repo: Repository, database: Database) ->
     assert subnets[0]["deleted_at"] is not None
 
 
-async def test_port_owned_by_another_cr_is_a_conflict_not_a_steal(
-    repo: Repository, database: Database
-) -> None:
+async def test_port_owned_by_another_cr_is_a_conflict_not_a_steal(repo: Repository, database: Database) -> None:
     await repo.apply("ns", "a", desired(port(1, 1)))
     result = await repo.apply("ns", "b", desired(port(1, 1)))
     assert [(r.port_id, owner) for r, owner in result.diff.conflicts] == [("port-1", "ns/a")]

@@ -62,8 +62,6 @@ def test_stdlib_logging_goes_through_redaction(json_logs: pytest.CaptureFixture[
 
 def test_console_format(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("console", "info")
-    structlog.get_logger("t").info(
-        "Reconcile completed successfully", triggerMode="scheduled", nextRequeue="15m"
-    )
+    structlog.get_logger("t").info("Reconcile completed successfully", triggerMode="scheduled", nextRequeue="15m")
     out = capsys.readouterr().err
     assert "Reconcile completed successfully" in out and "triggerMode=scheduled" in out

@@ -56,9 +56,7 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
     assert s.secrets() == ("s3cret-value",)
 
 
-def test_cli_exits_2_with_one_line(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cli_exits_2_with_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_PORT", "abc")
     with pytest.raises(SystemExit) as info:
         main(["migrate"])
@@ -75,9 +73,7 @@ def test_cli_unknown_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_python_m_entry_point_version_and_help() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "multinic_ctrl", "version"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "multinic_ctrl", "version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("multinic-ctrl ")
     helptext = subprocess.run(
         [sys.executable, "-m", "multinic_ctrl", "--help"], capture_output=True, text=True, check=True

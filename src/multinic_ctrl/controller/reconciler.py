@@ -130,8 +130,9 @@ class OpenstackConfigReconciler:
             # Visible in status (best effort: the apiserver is independent of MariaDB), then retried by the
             # queue's backoff. Nothing was committed: the transaction rolled back and the hash was not stored.
             message = str(exc)
-            await self._write_error(obj, "DatabaseUnavailable", message,
-                                    [Condition("Ready", False, "DatabaseUnavailable", message)])
+            await self._write_error(
+                obj, "DatabaseUnavailable", message, [Condition("Ready", False, "DatabaseUnavailable", message)]
+            )
             raise
 
     # ------------------------------------------------------------------------------------------ delete

@@ -75,9 +75,7 @@ class OpenStackClient:
         )
         return result
 
-    async def _get_json(
-        self, creds: Credentials, service: str, operation: str, url: str, params: Params
-    ) -> Any:
+    async def _get_json(self, creds: Credentials, service: str, operation: str, url: str, params: Params) -> Any:
         """GET with the cached token; on 401 drop it, re-authenticate once and retry once."""
         for attempt in (1, 2):
             token = await self._tokens.get(creds)
@@ -94,9 +92,7 @@ class OpenStackClient:
                 return resp.body
             self._tokens.invalidate(creds, token)
             if attempt == 1:
-                log.info(
-                    "OpenStack rejected the token, re-authenticating", service=service, operation=operation
-                )
+                log.info("OpenStack rejected the token, re-authenticating", service=service, operation=operation)
         raise AuthenticationError(
             f"{service} rejected a freshly issued Keystone token for {creds.describe()} ({operation})"
         )

@@ -61,9 +61,7 @@ async def find_servers(
         for item in page:
             name, sid = item.get("name"), item.get("id")
             if isinstance(name, str) and isinstance(sid, str) and name in wanted_set:
-                by_name.setdefault(name, {})[sid] = Server(
-                    id=sid, name=name, status=str(item.get("status", ""))
-                )
+                by_name.setdefault(name, {})[sid] = Server(id=sid, name=name, status=str(item.get("status", "")))
     found: list[Server] = []
     missing: list[str] = []
     for name in wanted:

@@ -94,9 +94,7 @@ def parse_catalog(catalog: Any) -> tuple[CatalogEndpoint, ...]:
     return tuple(found)
 
 
-def from_catalog(
-    catalog: Sequence[CatalogEndpoint], service_type: str, interface: str, region: str | None
-) -> str:
+def from_catalog(catalog: Sequence[CatalogEndpoint], service_type: str, interface: str, region: str | None) -> str:
     """The URL of the first endpoint of `service_type` with that interface (and region, when given)."""
     for ep in catalog:
         if ep.service_type != service_type or ep.interface != interface:
@@ -119,14 +117,10 @@ def resolve_endpoints(creds: Credentials, catalog: Sequence[CatalogEndpoint]) ->
     """Spec endpoints win; otherwise the catalog's, both normalised to their versioned base."""
     compute = normalize_compute_url(creds.compute_endpoint)
     if compute is None:
-        compute = _required(
-            normalize_compute_url(from_catalog(catalog, "compute", creds.interface, creds.region))
-        )
+        compute = _required(normalize_compute_url(from_catalog(catalog, "compute", creds.interface, creds.region)))
     network = normalize_network_url(creds.network_endpoint)
     if network is None:
-        network = _required(
-            normalize_network_url(from_catalog(catalog, "network", creds.interface, creds.region))
-        )
+        network = _required(normalize_network_url(from_catalog(catalog, "network", creds.interface, creds.region)))
     return ServiceEndpoints(compute=compute, network=network)
 
 

@@ -130,9 +130,7 @@ class HttpTransport:
                 limit_per_host=self.settings.connector_limit_per_host,
                 ssl=self._ssl,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.settings.user_agent}
-            )
+            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self.settings.user_agent})
             self._owns_session = True
         return self._session
 
@@ -163,9 +161,7 @@ class HttpTransport:
         returned for the caller to interpret.
         """
         policy = self.settings.retry
-        timeout = aiohttp.ClientTimeout(
-            total=self.settings.request_timeout, sock_connect=self.settings.connect_timeout
-        )
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout, sock_connect=self.settings.connect_timeout)
         reason = ""
         for attempt in range(1, policy.attempts + 1):
             started = time.perf_counter()

@@ -51,9 +51,7 @@ async def find_subnet(get_json: JsonGetter, network_url: str, name: str) -> Subn
     if len(matches) > 1:
         raise AmbiguousSubnet(name, sorted((str(s.get("id")), str(s.get("network_id"))) for s in matches))
     s = matches[0]
-    return SubnetRecord(
-        id=str(s["id"]), name=name, cidr=str(s.get("cidr", "")), network_id=str(s["network_id"])
-    )
+    return SubnetRecord(id=str(s["id"]), name=name, cidr=str(s.get("cidr", "")), network_id=str(s["network_id"]))
 
 
 async def list_ports(
@@ -119,9 +117,7 @@ def _port(item: dict[str, Any], subnet_id: str) -> Port | None:
 
 async def get_network_mtu(get_json: JsonGetter, network_url: str, network_id: str) -> int:
     params = [("fields", "id"), ("fields", "mtu")]
-    body = await get_json(
-        SERVICE, "get_network", f"{network_url}/networks/{quote(network_id, safe='')}", params
-    )
+    body = await get_json(SERVICE, "get_network", f"{network_url}/networks/{quote(network_id, safe='')}", params)
     network = body.get("network") if isinstance(body, dict) else None
     mtu = network.get("mtu") if isinstance(network, dict) else None
     if not isinstance(mtu, int) or isinstance(mtu, bool):

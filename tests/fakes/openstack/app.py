@@ -57,9 +57,7 @@ def nova_error(status: int, kind: str, message: str) -> web.Response:
 
 
 def neutron_error(status: int, kind: str, message: str) -> web.Response:
-    return web.json_response(
-        {"NeutronError": {"type": kind, "message": message, "detail": ""}}, status=status
-    )
+    return web.json_response({"NeutronError": {"type": kind, "message": message, "detail": ""}}, status=status)
 
 
 def fault_response(endpoint: str, status: int, retry_after: str | None) -> web.Response:
@@ -223,9 +221,7 @@ async def identity_version(request: web.Request) -> web.Response:
                 "status": "stable",
                 "updated": "2020-04-07T00:00:00Z",
                 "links": [{"rel": "self", "href": f"{origin}/v3/"}],
-                "media-types": [
-                    {"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}
-                ],
+                "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
             }
         }
     )
@@ -350,9 +346,7 @@ def _fixed_ips_match(fixed_ips: list[dict[str, str]], values: Iterable[str]) -> 
     return False
 
 
-def _neutron_list(
-    request: web.Request, collection: str, items: list[dict[str, Any]], endpoint: str
-) -> web.Response:
+def _neutron_list(request: web.Request, collection: str, items: list[dict[str, Any]], endpoint: str) -> web.Response:
     q = request.query
     items = sorted((i for i in items if _matches(i, q)), key=lambda i: str(i["id"]))
     links: list[dict[str, str]] = []
@@ -361,9 +355,7 @@ def _neutron_list(
         try:
             limit = int(q["limit"])
         except ValueError:
-            return neutron_error(
-                400, "BadRequest", f"Bad limit request: Limit must be an integer: {q['limit']}."
-            )
+            return neutron_error(400, "BadRequest", f"Bad limit request: Limit must be an integer: {q['limit']}.")
         marker = q.get("marker")
         if marker and endpoint not in request.app[FAULTS].looping_pagination:
             if marker not in {str(i["id"]) for i in items}:

@@ -91,9 +91,7 @@ class RequestLog:
     def __init__(self) -> None:
         self.records: list[RequestRecord] = []
 
-    def record(
-        self, endpoint: str, method: str, path: str, query: tuple[tuple[str, str], ...], status: int
-    ) -> None:
+    def record(self, endpoint: str, method: str, path: str, query: tuple[tuple[str, str], ...], status: int) -> None:
         self.records.append(RequestRecord(endpoint, method, path, query, status, time.monotonic()))
 
     def __iter__(self) -> Iterator[RequestRecord]:

@@ -103,9 +103,7 @@ class SimState:
         self._macs = itertools.count(0x100000)
 
     # -- identity -----------------------------------------------------------------------------------------
-    def add_user(
-        self, name: str, password: str, domain: str = "Default", projects: list[str] | None = None
-    ) -> User:
+    def add_user(self, name: str, password: str, domain: str = "Default", projects: list[str] | None = None) -> User:
         user = User(name=name, password=password, domain=domain, projects=list(projects or []))
         self.users.append(user)
         return user
@@ -207,9 +205,7 @@ class SimState:
         for s in seed.get("servers", []):
             server = state.add_server(s["name"], s.get("status", "ACTIVE"), s.get("id"))
             for p in s.get("ports", []):
-                state.add_port(
-                    state.find_subnet(p["subnet"]).id, p["ip"], server.id, p.get("mac"), p.get("id")
-                )
+                state.add_port(state.find_subnet(p["subnet"]).id, p["ip"], server.id, p.get("mac"), p.get("id"))
         for p in seed.get("ports", []):  # ports not attached to a seeded server
             state.add_port(
                 state.find_subnet(p["subnet"]).id, p["ip"], p.get("device_id", ""), p.get("mac"), p.get("id")
