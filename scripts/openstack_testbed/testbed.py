@@ -663,12 +663,15 @@ def uwsgi(name: str, module: str, port: int, env: dict) -> None:
 
 
 def once(marker_name: str, fn) -> None:
+    """Run a setup step once per venv build: a rebuilt venv (new releases) re-runs the
+    schema syncs, which are upgrades and idempotent."""
     marker = STATE / "markers" / marker_name
-    if marker.exists():
+    want = venv_hash()
+    if marker.exists() and marker.read_text().strip() == want:
         return
     fn()
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    marker.write_text(want + "\n")
 
 
 def keystone_setup() -> None:
@@ -678,16 +681,13 @@ def keystone_setup() -> None:
     def sync():
         log("keystone db_sync + keys + bootstrap")
         run([km, *conf, "db_sync"], logname="keystone-manage")
-        for sub in ("fernet-keys", "fernet-receipts", "credential-keys"):
-            (STATE / "keystone" / sub).mkdir(parents=True, exist_ok=True)
-        run(
-            [km, *conf, "fernet_setup", "--keystone-user", "root", "--keystone-group", "root"],
-            logname="keystone-manage",
-        )
-        run(
-            [km, *conf, "credential_setup", "--keystone-user", "root", "--keystone-group", "root"],
-            logname="keystone-manage",
-        )
+        for sub, step in (("fernet-keys", "fernet_setup"), ("credential-keys", "credential_setup")):
+            keys = STATE / "keystone" / sub
+            keys.mkdir(parents=True, exist_ok=True)
+            keys.chmod(0o700)
+            if not any(keys.iterdir()):
+                run([km, *conf, step, "--keystone-user", "root", "--keystone-group", "root"], logname="keystone-manage")
+        (STATE / "keystone" / "fernet-receipts").mkdir(parents=True, exist_ok=True)
         run(
             [
                 km,
