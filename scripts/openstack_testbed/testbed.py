@@ -180,22 +180,28 @@ def pidfile(name: str) -> Path:
 
 
 def read_pid(name: str) -> int | None:
+    """The live PID recorded for `name`, or None. The PID file holds the PID and the
+    program that was started; a recycled PID running something else is not ours."""
     try:
-        pid = int(pidfile(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        lines = pidfile(name).read_text().split()
+        pid = int(lines[0])
+    except (FileNotFoundError, ValueError, IndexError):
         return None
+    program = lines[1] if len(lines) > 1 else ""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        return pid
-    # A zombie or a recycled pid is not ours.
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return None
-    except FileNotFoundError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if program and program not in cmdline:
         return None
     return pid
 
@@ -219,7 +225,7 @@ def spawn(name: str, cmd: list, env: dict | None = None) -> int:
             start_new_session=True,
             cwd=str(STATE),
         )
-    pidfile(name).write_text(f"{proc.pid}\n")
+    pidfile(name).write_text(f"{proc.pid} {Path(str(cmd[0])).name}\n")
     log(f"started {name} (pid {proc.pid})")
     return proc.pid
 
