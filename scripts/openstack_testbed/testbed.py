@@ -353,6 +353,10 @@ def db_url(name: str) -> str:
 # ------------------------------------------------------------- rabbitmq ---
 
 
+# Erlang distribution listens on 0.0.0.0 unless told otherwise.
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+
+
 def rabbit_env() -> dict:
     base = STATE / "rabbitmq"
     return {
@@ -370,8 +374,8 @@ def rabbit_env() -> dict:
         "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         "ERL_EPMD_ADDRESS": HOST,
         "ERL_EPMD_PORT": str(PORTS["epmd"]),
-        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +A 4",
-        "RABBITMQ_CTL_ERL_ARGS": "+S 1:1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +A 4 " + LOOPBACK_DIST,
+        "RABBITMQ_CTL_ERL_ARGS": "+S 1:1 " + LOOPBACK_DIST,
         "LANG": "C.UTF-8",
     }
 
