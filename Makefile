@@ -11,7 +11,7 @@ CONTAINER_TOOL ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/
 # Test services: a private MariaDB and etcd + kube-apiserver, both started or built on demand.
 TEST_ENV = eval "$$(scripts/local-mariadb env)" && export KUBEBUILDER_ASSETS="$$(scripts/control-plane-assets)"
 
-.PHONY: help venv build test test-db test-integration test-e2e test-all test-coverage lint fmt vet run migrate \
+.PHONY: help venv build test test-db test-integration test-openstack test-all test-coverage lint fmt vet run migrate \
         demo install uninstall deploy undeploy docker-build docker-buildx services
 
 help: ## list targets
@@ -35,10 +35,15 @@ test-db: venv ## database tests against a real MariaDB (started if needed)
 	eval "$$(scripts/local-mariadb env)" && $(PY) -m pytest tests/db
 
 test-integration: venv services ## integration + end-to-end tests on a real kube-apiserver, MariaDB and the OpenStack simulator
-	$(TEST_ENV) && $(PY) -m pytest tests/integration tests/e2e
+	$(TEST_ENV) && $(PY) -m pytest tests/db tests/integration tests/e2e
 
-test-all: venv services ## every test tier: what CI runs
-	$(TEST_ENV) && $(PY) -m pytest
+test-openstack: venv services ## contract tests + controller e2e against real OpenStack and the simulator (bed left up)
+	scripts/openstack-testbed up && scripts/openstack-testbed seed
+	$(TEST_ENV) && $(PY) -m pytest tests/openstack_real
+
+test-all: venv services ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
+	scripts/openstack-testbed up && scripts/openstack-testbed seed
+	$(TEST_ENV) && $(PY) -m pytest; status=$$?; scripts/openstack-testbed down; exit $$status
 
 test-coverage: venv services ## every tier with a coverage report (htmlcov/)
 	$(TEST_ENV) && $(PY) -m pytest --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html
