@@ -14,54 +14,32 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from tests.support.control_plane import CRD_DIR, ControlPlane, ControlPlaneError, locate_assets, new_api_client
+from tests.support.control_plane import CRD_DIR, ControlPlane
+from tests.support.plane_fixtures import admin_api, attach_logs, session_plane
 
 _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach component log tails to the report of a failed control-plane test.
-
-    pytest prints report sections for failures, so the apiserver/etcd view of what went
-    wrong appears right under the traceback instead of being lost with the temp dir.
-    """
+    """Attach component log tails to the report of a failed control-plane test."""
     report = yield
-    cp = item.config.stash.get(_CONTROL_PLANE_KEY, None)
-    if report.failed and cp is not None and "control_plane" in getattr(item, "fixturenames", ()):
-        report.sections.append(("control plane logs", cp.format_log_tails()))
+    attach_logs(item, report, _CONTROL_PLANE_KEY, "control_plane", "control plane logs")
     return report
 
 
 @pytest.fixture(scope="session")
 def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver for the whole session (admin kubeconfig, audit log, RBAC)."""
-    try:
-        assets = locate_assets()
-    except ControlPlaneError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    cp = ControlPlane(assets)
-    try:
-        cp.start()
-    except ControlPlaneError as exc:
-        cp.stop()
-        pytest.fail(f"control plane did not start: {exc}", pytrace=False)
-    request.config.stash[_CONTROL_PLANE_KEY] = cp
-    try:
+    with session_plane(request.config, _CONTROL_PLANE_KEY) as cp:
         yield cp
-    finally:
-        del request.config.stash[_CONTROL_PLANE_KEY]
-        cp.stop()
 
 
 @pytest.fixture
 async def kube_api(control_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
     """An admin ``kubernetes_asyncio`` ApiClient bound to this test's event loop."""
-    api = await new_api_client(control_plane.kubeconfig_path)
-    try:
+    async with admin_api(control_plane) as api:
         yield api
-    finally:
-        await api.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import aiomysql
 
-from multinic_ctrl.db import Database
+from multinic_ctrl.db import Database, DatabaseError
 from multinic_ctrl.db.migrations import migrate
+from multinic_ctrl.db.pool import connect_raw
 from multinic_ctrl.settings import DatabaseSettings
 
 
@@ -35,16 +36,10 @@ def test_db_settings(name: str = "multinic") -> DatabaseSettings:
 
 async def server_connection(settings: DatabaseSettings) -> aiomysql.Connection:
     try:
-        return await aiomysql.connect(
-            host=settings.host,
-            port=settings.port,
-            user=settings.user,
-            password=settings.password,
-            autocommit=True,
-        )
-    except Exception as exc:
+        return await connect_raw(settings)
+    except DatabaseError as exc:
         raise RuntimeError(
-            f"MariaDB for tests is not reachable at {settings.host}:{settings.port} ({exc}). "
+            f"MariaDB for tests is not reachable ({exc}). "
             "Start it with `scripts/local-mariadb up` (or set MULTINIC_TEST_DB_HOST/PORT/USER/PASSWORD)."
         ) from exc
 

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from kubernetes_asyncio import client
 
 from tests.e2e.harness import GROUP, VERSION, Env, config_body, wait_for
 
@@ -27,6 +28,7 @@ def observes(env: Env) -> int:
 
 
 async def set_policy(env: Env, trigger: dict[str, Any]) -> None:
+    """Create the MultiNicOperator holding the policy, or change its trigger (the controller watches it)."""
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "MultiNicOperator",
@@ -35,7 +37,9 @@ async def set_policy(env: Env, trigger: dict[str, Any]) -> None:
     }
     try:
         await env.custom.create_namespaced_custom_object(GROUP, VERSION, env.namespace, "multinicoperators", body)
-    except Exception:
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
         await env.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
@@ -45,6 +49,9 @@ async def set_policy(env: Env, trigger: dict[str, Any]) -> None:
             {"spec": {"reconcileTrigger": trigger}},
             _content_type="application/merge-patch+json",
         )
+
+
+async def wait_policy(env: Env, trigger: dict[str, Any]) -> None:
     mode = trigger.get("mode", "immediate")
     await wait_for(
         lambda: env.service is not None and env.service.triggers.policy.mode.value == mode, f"policy {mode} applied"
@@ -53,23 +60,9 @@ async def set_policy(env: Env, trigger: dict[str, Any]) -> None:
 
 async def restart_with_policy(env: Env, trigger: dict[str, Any], **controller: Any) -> None:
     await env.stop()
-    await set_policy_object(env, trigger)
+    await set_policy(env, trigger)
     await env.start(trigger_source=(env.namespace, "policy"), **controller)
-    mode = trigger.get("mode", "immediate")
-    await wait_for(
-        lambda: env.service is not None and env.service.triggers.policy.mode.value == mode,
-        f"policy {mode} applied at start",
-    )
-
-
-async def set_policy_object(env: Env, trigger: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "MultiNicOperator",
-        "metadata": {"name": "policy"},
-        "spec": {"reconcileTrigger": trigger},
-    }
-    await env.custom.create_namespaced_custom_object(GROUP, VERSION, env.namespace, "multinicoperators", body)
+    await wait_policy(env, trigger)
 
 
 def synced(status: dict[str, Any]) -> bool:
@@ -126,6 +119,7 @@ async def test_scheduled_with_immediate_on_cr_change_and_live_mode_switch(env: E
     assert observes(env) == 1
     # Switch to webhook mode without a restart; a spec change now waits for a webhook call.
     await set_policy(env, {"mode": "webhook", "immediateOnCRChange": False})
+    await wait_policy(env, {"mode": "webhook"})
     await env.patch("cfg", {"spec": {"vmNames": ["test-vm-2"]}})
     await env.wait_status("cfg", lambda s: s.get("phase") == "Pending", "pending for webhook")
     assert observes(env) == 1

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from tests.support.control_plane import ControlPlane, ControlPlaneError, locate_assets, new_api_client
+from tests.support.control_plane import ControlPlane
+from tests.support.plane_fixtures import admin_api, attach_logs, session_plane
 
 _HERE = Path(__file__).resolve().parent
 
@@ -28,9 +29,7 @@ _WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Attach the workload plane's component logs (incl. controllers, kwok) to failures."""
     report = yield
-    cp = item.config.stash.get(_WORKLOAD_PLANE_KEY, None)
-    if report.failed and cp is not None and "workload_plane" in getattr(item, "fixturenames", ()):
-        report.sections.append(("workload plane logs", cp.format_log_tails()))
+    attach_logs(item, report, _WORKLOAD_PLANE_KEY, "workload_plane", "workload plane logs")
     return report
 
 
@@ -43,31 +42,12 @@ def workload_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     (ServiceAccounts, kube-root-ca.crt ConfigMaps, garbage collection) never disturb tests
     that count objects there.  Only started when a test asks for it; fails, never skips.
     """
-    try:
-        assets = locate_assets()
-    except ControlPlaneError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    cp = ControlPlane(assets)
-    try:
-        cp.start()
-        cp.start_workloads()
-    except ControlPlaneError as exc:
-        logs = cp.format_log_tails()
-        cp.stop()
-        pytest.fail(f"workload control plane did not start: {exc}\n{logs}", pytrace=False)
-    request.config.stash[_WORKLOAD_PLANE_KEY] = cp
-    try:
+    with session_plane(request.config, _WORKLOAD_PLANE_KEY, workloads=True) as cp:
         yield cp
-    finally:
-        del request.config.stash[_WORKLOAD_PLANE_KEY]
-        cp.stop()
 
 
 @pytest.fixture
 async def workload_api(workload_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
     """An admin ApiClient for :func:`workload_plane`, bound to this test's event loop."""
-    api = await new_api_client(workload_plane.kubeconfig_path)
-    try:
+    async with admin_api(workload_plane) as api:
         yield api
-    finally:
-        await api.close()
