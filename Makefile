@@ -48,14 +48,16 @@ test-all: venv services ## every test tier, the real OpenStack testbed included 
 test-coverage: venv services ## every tier with a coverage report (htmlcov/)
 	$(TEST_ENV) && $(PY) -m pytest --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html
 
-lint: venv ## ruff (lint + format check) and the layer contracts
-	$(VENV_BIN)/ruff check src tests scripts
-	$(VENV_BIN)/ruff format --check src tests
+PY_SCRIPTS = $(shell grep -l '^\#!/usr/bin/env python' scripts/* 2>/dev/null)
+
+lint: venv ## ruff (lint + format check, extension-less scripts included) and the layer contracts
+	$(VENV_BIN)/ruff check src tests scripts $(PY_SCRIPTS)
+	$(VENV_BIN)/ruff format --check src tests $(PY_SCRIPTS)
 	$(VENV_BIN)/lint-imports
 
 fmt: venv ## format and auto-fix
-	$(VENV_BIN)/ruff format src tests
-	$(VENV_BIN)/ruff check --fix src tests
+	$(VENV_BIN)/ruff format src tests $(PY_SCRIPTS)
+	$(VENV_BIN)/ruff check --fix src tests $(PY_SCRIPTS)
 
 vet: venv ## static type check (mypy --strict)
 	$(VENV_BIN)/mypy --strict src/multinic_ctrl
