@@ -22,6 +22,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rng-seed", type=int, default=None, help="make random faults reproducible")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
     parser.add_argument("--error-rate", type=float, default=0.0, help="fraction of requests answered 500")
+    parser.add_argument(
+        "--neutron-max-limit",
+        type=int,
+        default=1000,
+        help="Neutron pagination_max_limit: listings page at this size even without `limit` (0: no cap)",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None)
     parser.add_argument("--tls-key", type=Path, default=None)
     return parser.parse_args(argv)
@@ -29,7 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     ctx = SelfSigned(args.tls_cert, args.tls_key).server_context() if args.tls_cert and args.tls_key else None
-    sim = Simulator(args.seed, rng_seed=args.rng_seed, token_lifetime=args.token_lifetime, ssl_context=ctx)
+    sim = Simulator(
+        args.seed,
+        rng_seed=args.rng_seed,
+        token_lifetime=args.token_lifetime,
+        ssl_context=ctx,
+        neutron_max_limit=args.neutron_max_limit or None,
+    )
     if args.latency:
         sim.faults.set_latency("*", args.latency)
     if args.error_rate:

@@ -7,9 +7,13 @@ Shapes follow the public API reference:
 - Nova `GET /v2.1/servers[/detail]`: `name` is a regex *search*, `|` escaped as nova's `_safe_regex_mysql`
   does, case-insensitive like MySQL's default collation; newest first; `limit`/`marker`, and a next link in
   `servers_links` whenever a page is full (so the last page can be empty, as in Nova).
-- Neutron `GET /v2.0/{subnets,ports}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed,
-  `fixed_ips=subnet_id=…`/`ip_address=…`, `fields`, `limit`/`marker` sorted by id with next/previous links
-  only when needed; errors are `{"NeutronError": {"type", "message", "detail"}}`.
+- Neutron `GET /v2.0/{subnets,ports,networks}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed,
+  `fixed_ips=subnet_id=…`/`ip_address=…`, `fields`; a filter that is no attribute of the collection is a
+  400 (`['x'] is invalid attribute for filtering`). Listings are sorted by id and always paged, like
+  `pagination_max_limit` does: page size min(limit or max, max), `limit`/`marker`/`page_reverse`, a next
+  link while items remain and a previous link on every forward page (`api_common.get_pagination_links`).
+  Ports are ACTIVE when bound to a server, DOWN otherwise. Errors are
+  `{"NeutronError": {"type", "message", "detail"}}`.
 - Services reject missing/expired/revoked tokens like keystonemiddleware: 401 with the Keystone error body.
 """
 
@@ -26,7 +30,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from .faults import Faults, RequestLog
-from .state import Port, Server, SimState, Token
+from .state import Network, Port, Server, SimState, Token
 
 STATE = web.AppKey("state", SimState)
 FAULTS = web.AppKey("faults", Faults)
@@ -36,7 +40,20 @@ TOKEN = web.RequestKey("token", Token)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_NEUTRON_SPECIAL = {"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir"}
+_NEUTRON_SPECIAL = frozenset({"fields", "limit", "marker", "page_reverse", "sort_key", "sort_dir"})
+# Attributes Neutron accepts as filters on each collection (our subset); anything else is a 400.
+_COMMON_FILTERS = frozenset({"id", "name", "tenant_id", "project_id"})
+PORT_FILTERS = _COMMON_FILTERS | {
+    "network_id",
+    "mac_address",
+    "device_id",
+    "device_owner",
+    "fixed_ips",
+    "status",
+    "admin_state_up",
+}
+SUBNET_FILTERS = _COMMON_FILTERS | {"network_id", "cidr", "ip_version", "enable_dhcp", "gateway_ip"}
+NETWORK_FILTERS = _COMMON_FILTERS | {"status", "shared", "mtu", "admin_state_up"}
 
 
 def _iso(ts: datetime) -> str:
@@ -295,7 +312,7 @@ async def list_servers(request: web.Request) -> web.Response:
 
 
 # ------------------------------------------------------------------------------------------------- neutron
-def _port_view(port: Port) -> dict[str, Any]:
+def _port_view(port: Port, state: SimState) -> dict[str, Any]:
     return {
         "id": port.id,
         "name": port.name,
@@ -303,12 +320,20 @@ def _port_view(port: Port) -> dict[str, Any]:
         "mac_address": port.mac_address,
         "device_id": port.device_id,
         "device_owner": port.device_owner,
-        "status": port.status,
+        "status": state.port_status(port),
         "admin_state_up": True,
         "fixed_ips": [{"subnet_id": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips],
         "tenant_id": "your-project-id",
         "project_id": "your-project-id",
     }
+
+
+def _bad_filters(query: MultiMapping[str], allowed: frozenset[str]) -> web.Response | None:
+    """Neutron (filter validation on, the default since Rocky) refuses filters that are no attribute."""
+    invalid = list(dict.fromkeys(k for k in query if k not in allowed and k not in _NEUTRON_SPECIAL))
+    if not invalid:
+        return None
+    return neutron_error(400, "HTTPBadRequest", f"{invalid} is invalid attribute for filtering")
 
 
 def _matches(item: dict[str, Any], query: MultiMapping[str]) -> bool:
@@ -319,10 +344,12 @@ def _matches(item: dict[str, Any], query: MultiMapping[str]) -> bool:
                 return False
             continue
         if key not in item:
-            continue  # unknown filters are ignored (as older Neutron releases do)
+            continue  # a valid attribute this view does not carry
         actual = item[key]
-        actual_s = str(actual).lower() if isinstance(actual, bool) else str(actual)
-        if actual_s not in values:
+        if isinstance(actual, bool):
+            if actual not in {v.strip().lower() in ("true", "1", "yes", "on") for v in values}:
+                return False
+        elif str(actual) not in values:
             return False
     return True
 
@@ -346,32 +373,67 @@ def _fixed_ips_match(fixed_ips: list[dict[str, str]], values: Iterable[str]) -> 
     return False
 
 
-def _neutron_list(request: web.Request, collection: str, items: list[dict[str, Any]], endpoint: str) -> web.Response:
+def _page_link(request: web.Request, rel: str, marker: str | None, *, reverse: bool) -> dict[str, str]:
+    """neutron.api.api_common.get_{next,previous}_link: the query minus `marker` (and, for next, minus
+    `page_reverse`), plus the new marker; previous links add `page_reverse=True`."""
+    params = [(k, v) for k, v in request.query.items() if k not in ("marker", "page_reverse")]
+    if marker is not None:
+        params.append(("marker", marker))
+    if reverse:
+        params.append(("page_reverse", "True"))
+    return {"rel": rel, "href": f"{request.url.origin()}{request.path}?{urlencode(params)}"}
+
+
+def _neutron_list(
+    request: web.Request,
+    collection: str,
+    items: list[dict[str, Any]],
+    endpoint: str,
+    allowed_filters: frozenset[str],
+) -> web.Response:
     q = request.query
+    bad = _bad_filters(q, allowed_filters)
+    if bad is not None:
+        return bad
+    try:
+        requested = int(q.get("limit", "0"))
+    except ValueError:
+        requested = -1
+    if requested < 0:
+        msg = f"Bad limit request: Limit must be an integer 0 or greater and not '{q['limit']}'."
+        return neutron_error(400, "BadRequest", msg)
+    # api_common.get_limit_and_marker: `limit = min(max_limit, limit) or max_limit` (no max: no paging).
+    max_limit: int | None = request.app[CONFIG].get("neutron_max_limit")
+    limit = (min(max_limit, requested) or max_limit) if max_limit else requested
     items = sorted((i for i in items if _matches(i, q)), key=lambda i: str(i["id"]))
     links: list[dict[str, str]] = []
-    origin = str(request.url.origin())
-    if "limit" in q:
-        try:
-            limit = int(q["limit"])
-        except ValueError:
-            return neutron_error(400, "BadRequest", f"Bad limit request: Limit must be an integer: {q['limit']}.")
+    if limit:
+        reverse = q.get("page_reverse", "False").lower() == "true"
         marker = q.get("marker")
-        if marker and endpoint not in request.app[FAULTS].looping_pagination:
-            if marker not in {str(i["id"]) for i in items}:
-                kind = collection[:-1].capitalize()
-                return neutron_error(404, f"{kind}NotFound", f"{kind} {marker} could not be found.")
-            items = [i for i in items if str(i["id"]) > marker]
-        if limit > 0:
-            more = len(items) > limit
-            items = items[:limit]
-            base = [(k, v) for k, v in q.items() if k != "marker"]
-            if more:
-                href = f"{origin}{request.path}?{urlencode([*base, ('marker', str(items[-1]['id']))])}"
-                links.append({"rel": "next", "href": href})
-            if marker and items:
-                prev = [*base, ("marker", str(items[0]["id"])), ("page_reverse", "True")]
-                links.append({"rel": "previous", "href": f"{origin}{request.path}?{urlencode(prev)}"})
+        ids = [str(i["id"]) for i in items]
+        if marker and endpoint in request.app[FAULTS].looping_pagination:
+            marker = None  # a broken server: every marker gets the first page again
+        if marker and marker not in ids:
+            kind = collection[:-1].capitalize()
+            return neutron_error(404, f"{kind}NotFound", f"{kind} {marker} could not be found.")
+        if reverse:
+            end = ids.index(marker) if marker else len(items)
+            page = items[max(end - limit, 0) : end]
+            has_next = True  # a reverse page always links forward
+        else:
+            start = ids.index(marker) + 1 if marker else 0
+            page = items[start : start + limit]
+            # Real Neutron links every full page (so its last page may come back empty); we link only while
+            # items remain, which a client must handle just the same.
+            has_next = start + limit < len(items)
+        first = str(page[0]["id"]) if page else None
+        last = str(page[-1]["id"]) if page else None
+        # api_common.get_pagination_links: a forward listing always links back, even from its first page.
+        if has_next:
+            links.append(_page_link(request, "next", last, reverse=False))
+        if not reverse or len(page) >= limit:
+            links.append(_page_link(request, "previous", first, reverse=True))
+        items = page
     fields = q.getall("fields", [])
     if fields:
         items = [{k: v for k, v in i.items() if k in fields} for i in items]
@@ -397,29 +459,42 @@ async def list_subnets(request: web.Request) -> web.Response:
         }
         for s in state.subnets.values()
     ]
-    return _neutron_list(request, "subnets", items, "network.subnets")
+    return _neutron_list(request, "subnets", items, "network.subnets", SUBNET_FILTERS)
 
 
 async def list_ports(request: web.Request) -> web.Response:
-    items = [_port_view(p) for p in request.app[STATE].ports.values()]
-    return _neutron_list(request, "ports", items, "network.ports")
+    state = request.app[STATE]
+    items = [_port_view(p, state) for p in state.ports.values()]
+    return _neutron_list(request, "ports", items, "network.ports", PORT_FILTERS)
 
 
-async def show_network(request: web.Request) -> web.Response:
-    net = request.app[STATE].networks.get(request.match_info["network_id"])
-    if net is None:
-        nid = request.match_info["network_id"]
-        return neutron_error(404, "NetworkNotFound", f"Network {nid} could not be found.")
-    view = {
+def _network_view(net: Network, state: SimState) -> dict[str, Any]:
+    return {
         "id": net.id,
         "name": net.name,
         "mtu": net.mtu,
         "status": net.status,
         "admin_state_up": True,
-        "subnets": [s.id for s in request.app[STATE].subnets.values() if s.network_id == net.id],
+        "shared": False,
+        "subnets": [s.id for s in state.subnets.values() if s.network_id == net.id],
         "tenant_id": "your-project-id",
         "project_id": "your-project-id",
     }
+
+
+async def list_networks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    items = [_network_view(n, state) for n in state.networks.values()]
+    return _neutron_list(request, "networks", items, "network.networks", NETWORK_FILTERS)
+
+
+async def show_network(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    net = state.networks.get(request.match_info["network_id"])
+    if net is None:
+        nid = request.match_info["network_id"]
+        return neutron_error(404, "NetworkNotFound", f"Network {nid} could not be found.")
+    view = _network_view(net, state)
     fields = request.query.getall("fields", [])
     if fields:
         view = {k: v for k, v in view.items() if k in fields}
@@ -428,13 +503,23 @@ async def show_network(request: web.Request) -> web.Response:
 
 # ----------------------------------------------------------------------------------------------------- app
 def build_app(
-    state: SimState, faults: Faults, log: RequestLog, *, region: str = "RegionOne", nova_max_limit: int = 1000
+    state: SimState,
+    faults: Faults,
+    log: RequestLog,
+    *,
+    region: str = "RegionOne",
+    nova_max_limit: int = 1000,
+    neutron_max_limit: int | None = 1000,
 ) -> web.Application:
+    """`neutron_max_limit` is Neutron's `pagination_max_limit`: every listing pages at
+    min(limit or max, max); None is its `-1` (no server-side cap; paging only with `limit`)."""
+    if neutron_max_limit is not None and neutron_max_limit <= 0:
+        raise ValueError(f"neutron_max_limit must be positive or None, not {neutron_max_limit}")
     app = web.Application(middlewares=[simulate])
     app[STATE] = state
     app[FAULTS] = faults
     app[LOG] = log
-    app[CONFIG] = {"region": region, "nova_max_limit": nova_max_limit}
+    app[CONFIG] = {"region": region, "nova_max_limit": nova_max_limit, "neutron_max_limit": neutron_max_limit}
     r = app.router
     r.add_post("/v3/auth/tokens", create_token, name="identity.tokens")
     r.add_get("/v3", identity_version, name="identity.version")
@@ -445,5 +530,6 @@ def build_app(
     r.add_get("/v2.1/{project_id}/servers/detail", list_servers, name="compute.servers_detail_legacy")
     r.add_get("/v2.0/subnets", list_subnets, name="network.subnets")
     r.add_get("/v2.0/ports", list_ports, name="network.ports")
+    r.add_get("/v2.0/networks", list_networks, name="network.networks_list")
     r.add_get("/v2.0/networks/{network_id}", show_network, name="network.networks")
     return app

@@ -49,6 +49,7 @@ class Simulator:
         token_lifetime: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         nova_max_limit: int = 1000,
+        neutron_max_limit: int | None = 1000,
     ) -> None:
         self.state = load_seed(seed)
         if token_lifetime is not None:
@@ -56,7 +57,13 @@ class Simulator:
         self.faults = Faults(seed=rng_seed)
         self.request_log = RequestLog()
         self._ssl = ssl_context
-        self.app = build_app(self.state, self.faults, self.request_log, nova_max_limit=nova_max_limit)
+        self.app = build_app(
+            self.state,
+            self.faults,
+            self.request_log,
+            nova_max_limit=nova_max_limit,
+            neutron_max_limit=neutron_max_limit,
+        )
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
         self.port = 0

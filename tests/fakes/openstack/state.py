@@ -82,7 +82,7 @@ class Port:
     device_owner: str = "compute:nova"
     name: str = ""
     fixed_ips: list[FixedIP] = field(default_factory=list)
-    status: str = "ACTIVE"
+    status: str | None = None  # None: derived (see SimState.port_status); a string pins it
 
 
 def _mac(n: int) -> str:
@@ -179,6 +179,13 @@ class SimState:
         )
         self.ports[port.id] = port
         return port
+
+    def port_status(self, port: Port) -> str:
+        """Neutron's port status: ACTIVE once bound to a (still existing) server; an unbound port, such as an
+        orphan whose device_id names no server or one detached when its server was deleted, is DOWN."""
+        if port.status is not None:
+            return port.status
+        return "ACTIVE" if port.device_id and port.device_id in self.servers else "DOWN"
 
     def remove_port(self, port_id: str) -> None:
         self.ports.pop(port_id, None)
