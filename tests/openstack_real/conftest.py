@@ -213,7 +213,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield Backend("real", creds, revoke, neutron_max_limit=int(env.get("MULTINIC_OS_NEUTRON_PAGE_LIMIT", PAGE)))
         return
 
-    async with running_simulator(simulator_seed(), nova_max_limit=PAGE) as sim:
+    # Paged like the testbed (nova [api] max_limit and neutron pagination_max_limit both PAGE).
+    async with running_simulator(simulator_seed(), nova_max_limit=PAGE, neutron_max_limit=PAGE) as sim:
 
         async def revoke_sim(token: str) -> None:
             sim.state.tokens.pop(token, None)
@@ -222,6 +223,6 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
             "simulator",
             sim.credentials(project_id="0123456789abcdef0123456789abcdef"),
             revoke_sim,
-            neutron_max_limit=None,
+            neutron_max_limit=PAGE,
             extra={"sim": sim},
         )
