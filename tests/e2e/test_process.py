@@ -128,5 +128,7 @@ async def _run(
     events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     names = {e["event"] for e in events}
     assert {"Proceeding with reconcile", "Reconcile completed successfully", "Shutdown requested"} <= names
+    assert not any("died" in name for name in names), "a graceful stop is not a crash"
+    assert not [e for e in events if e.get("level") == "error"], "no error logged on a clean run"
     for secret in (OPENSTACK_PASSWORD, "process-trigger-token-123", database.settings.password):
         assert secret not in log, "a secret reached the log"

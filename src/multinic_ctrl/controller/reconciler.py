@@ -263,10 +263,10 @@ class OpenstackConfigReconciler:
             reason=reason,
             error=message,
         )
-        metrics.RECONCILE_TOTAL.labels(result="error", trigger=decision.reason).inc()
         await self._write_error(obj, reason, message, conditions)
         if getattr(exc, "transient", False):
-            raise exc  # OpenStack down or overloaded: back off per key
+            raise exc  # OpenStack down or overloaded: back off per key (counted by the runner's observer)
+        metrics.RECONCILE_TOTAL.labels(result="error", trigger=decision.reason).inc()
         return Result(requeue_after=self.d.error_retry.total_seconds())
 
     # ------------------------------------------------------------------------------------------ status
