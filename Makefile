@@ -41,12 +41,15 @@ test-openstack: venv services ## contract tests + controller e2e against real Op
 	scripts/openstack-testbed up && scripts/openstack-testbed seed
 	$(TEST_ENV) && $(PY) -m pytest tests/openstack_real
 
+# Runs pytest with the real OpenStack testbed up for the openstack_real tier, and takes the bed down after.
+WITH_TESTBED = scripts/openstack-testbed up && scripts/openstack-testbed seed && $(TEST_ENV) && $(PY) -m pytest
+
 test-all: venv services ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
-	scripts/openstack-testbed up && scripts/openstack-testbed seed
-	$(TEST_ENV) && $(PY) -m pytest; status=$$?; scripts/openstack-testbed down; exit $$status
+	$(WITH_TESTBED); status=$$?; scripts/openstack-testbed down; exit $$status
 
 test-coverage: venv services ## every tier with a coverage report (htmlcov/)
-	$(TEST_ENV) && $(PY) -m pytest --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html
+	$(WITH_TESTBED) --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html; \
+	  status=$$?; scripts/openstack-testbed down; exit $$status
 
 PY_SCRIPTS = $(shell grep -l '^\#!/usr/bin/env python' scripts/* 2>/dev/null)
 
