@@ -156,3 +156,25 @@ async def test_database_down_during_reconcile_and_deletion(
         finally:
             await env.stop()
             await database.close()
+
+
+async def test_ambiguous_subnet_then_recovery(env: Env) -> None:
+    await env.create(config_body("cfg", ["test-vm-1"], env.sim))
+    await env.wait_status("cfg", synced, "synced")
+    rows = await env.all_interfaces()
+    # Someone creates a second subnet with the same name in another network: the name no longer decides.
+    other_net = env.sim.state.add_network("other-net", mtu=1500)
+    twin = env.sim.state.add_subnet("k8s-subnet", other_net.id, "172.31.0.0/24")
+    code, _ = await env.http(
+        "POST", f"/trigger/{env.namespace}/cfg", headers={"Authorization": "Bearer e2e-token-0123456789"}
+    )
+    assert code == 202
+    status = await env.wait_status("cfg", lambda s: s.get("phase") == "Error", "ambiguous")
+    assert status["reason"] == "SubnetAmbiguous"
+    assert twin.id in status["message"] and other_net.id in status["message"]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["SubnetFound"] == "False"
+    assert await env.all_interfaces() == rows, "an ambiguous subnet changes no row"
+    await wait_for(lambda: _has_event(env, "cfg", "SubnetAmbiguous"), "SubnetAmbiguous event")
+    del env.sim.state.subnets[twin.id]
+    await env.wait_status("cfg", synced, "recovered after the twin is gone")  # error retry: 2 s here
+    assert await env.all_interfaces() == rows
