@@ -118,6 +118,11 @@ async def test_bad_credentials_then_fixed_secret(env: Env) -> None:
     await env.put_secret("os-creds", {"password": "admin"})
     await env.wait_status("cfg", synced, "synced after secret fix")
     assert len(await env.agent_rows("test-vm-1")) == 1
+    # Secrets are watched as metadata only: no Secret content is ever held in the controller's cache.
+    assert env.service is not None
+    cached = [o for i in env.service.secret_informers for o in i.store.objects()]
+    assert [o["metadata"]["name"] for o in cached] == ["os-creds"]
+    assert all("data" not in o and "stringData" not in o for o in cached)
 
 
 async def test_database_down_during_reconcile_and_deletion(

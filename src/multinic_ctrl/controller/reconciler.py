@@ -95,7 +95,7 @@ class ReconcilerDeps:
     events: EventRecorder
     triggers: TriggerState
     hash_key: bytes
-    secrets: Store | None = None  # a Secret informer's store; None: read Secrets with GET
+    secrets: Store | None = None  # a store of full Secrets (tests); None: read each referenced Secret with GET
     clock: Callable[[], dt.datetime] = _utcnow
     error_retry: dt.timedelta = ERROR_RETRY
 

@@ -9,5 +9,7 @@ VERSION = "v1alpha1"
 OPENSTACKCONFIGS = Resource(GROUP, VERSION, "openstackconfigs", True, "OpenstackConfig")
 MULTINICOPERATORS = Resource(GROUP, VERSION, "multinicoperators", True, "MultiNicOperator")
 SECRETS = Resource("", "v1", "secrets", True, "Secret")
+SECRET_METADATA = Resource("", "v1", "secrets", True, "Secret", metadata_only=True)
+"""What the controller watches of Secrets: metadata only, so no Secret content sits in its cache."""
 FINALIZER = f"{GROUP}/interface-rows"
 """Held while the config's interface rows exist, so deleting a config always removes them first."""

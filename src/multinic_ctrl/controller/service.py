@@ -15,7 +15,7 @@ import structlog
 
 from multinic_ctrl.controller.hashing import load_hash_key
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
-from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRETS
+from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
 from multinic_ctrl.controller.spec import SpecError, parse_spec
 from multinic_ctrl.controller.trigger import TriggerPolicy
 from multinic_ctrl.controller.triggers import TriggerState
@@ -76,8 +76,11 @@ def _spec_or_meta_changed(old: JsonObj | None, new: JsonObj) -> bool:
     )
 
 
-def _data_changed(old: JsonObj | None, new: JsonObj) -> bool:
-    return old is None or old.get("data") != new.get("data") or old.get("stringData") != new.get("stringData")
+def _secret_changed(old: JsonObj | None, new: JsonObj) -> bool:
+    """Secrets are watched as metadata only: any write (data included) moves the resourceVersion."""
+    if old is None:
+        return True
+    return (old.get("metadata") or {}).get("resourceVersion") != (new.get("metadata") or {}).get("resourceVersion")
 
 
 class ControllerService:
@@ -90,6 +93,7 @@ class ControllerService:
         self.kube: KubeClient | None = None
         self.controller: Controller | None = None
         self.config_informers: list[Informer] = []
+        self.secret_informers: list[Informer] = []
         self.elector: LeaderElector | None = None
         self.endpoint = TriggerEndpoint(
             cfg.trigger_token,
@@ -153,8 +157,7 @@ class ControllerService:
         events = EventRecorder(kube, "multinic-controller")
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
         self.config_informers.extend(Informer(kube, OPENSTACKCONFIGS, namespace=ns) for ns in namespaces)
-        secret_informers = [Informer(kube, SECRETS, namespace=ns) for ns in namespaces]
-        secrets = StoreView(secret_informers)
+        self.secret_informers = secret_informers = [Informer(kube, SECRET_METADATA, namespace=ns) for ns in namespaces]
         reconciler = OpenstackConfigReconciler(
             ReconcilerDeps(
                 kube=kube,
@@ -164,7 +167,7 @@ class ControllerService:
                 events=events,
                 triggers=self.triggers,
                 hash_key=load_hash_key(),
-                secrets=secrets,
+                secrets=None,  # read fresh with GET when a config needs them; never cached
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
             )
         )
@@ -174,7 +177,7 @@ class ControllerService:
         for informer in self.config_informers:
             controller.watch(informer, predicate=_spec_or_meta_changed)
         for informer in secret_informers:
-            controller.watch(informer, self._configs_using_secret, predicate=_data_changed)
+            controller.watch(informer, self._configs_using_secret, predicate=_secret_changed)
         self.triggers.on_change(self._enqueue_all)
         if cfg.trigger_source:
             op_namespace, op_name = cfg.trigger_source

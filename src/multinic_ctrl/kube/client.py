@@ -31,6 +31,8 @@ JsonObj = dict[str, Any]
 QueryParams = Sequence[tuple[str, str]]
 
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
@@ -51,6 +53,15 @@ class Resource:
     plural: str
     namespaced: bool = True
     kind: str = ""
+    metadata_only: bool = False
+    """Read as `PartialObjectMetadata` (LIST/WATCH/GET): for watching objects whose content must not be cached,
+    such as Secrets - the apiserver sends metadata only, and the content is fetched when needed."""
+
+    def accept(self, *, collection: bool = False) -> str:
+        """The Accept header: a LIST answers a `...List`, a WATCH streams single objects."""
+        if not self.metadata_only:
+            return "application/json"
+        return METADATA_LIST_ACCEPT if collection else METADATA_ACCEPT
 
     @property
     def api_version(self) -> str:
@@ -196,12 +207,13 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         request_timeout: aiohttp.ClientTimeout | None = None,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         response = await self.api_client.call_api(
             path,
             method,
             query_params=list(query or []),
-            header_params={"Accept": "application/json", "Content-Type": content_type},
+            header_params={"Accept": accept, "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
             _preload_content=False,
@@ -232,10 +244,17 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         request_timeout: aiohttp.ClientTimeout | None = None,
+        accept: str = "application/json",
     ) -> JsonObj:
         """One request with a JSON answer; raises `ApiError` for non-2xx."""
         response = await self._send(
-            method, path, query=query, body=body, content_type=content_type, request_timeout=request_timeout
+            method,
+            path,
+            query=query,
+            body=body,
+            content_type=content_type,
+            request_timeout=request_timeout,
+            accept=accept,
         )
         async with response:
             await self._raise_for_status(response)
@@ -271,7 +290,7 @@ class KubeClient:
             query.append(("continue", continue_token))
         if resource_version is not None:
             query.append(("resourceVersion", resource_version))
-        return await self.request("GET", resource.path(namespace), query=query)
+        return await self.request("GET", resource.path(namespace), query=query, accept=resource.accept(collection=True))
 
     async def create(self, resource: Resource, body: JsonObj, namespace: str | None = None) -> JsonObj:
         return await self.request("POST", resource.path(namespace), body=body)
@@ -335,7 +354,9 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=None
         )
-        response = await self._send("GET", resource.path(namespace), query=query, request_timeout=timeout)
+        response = await self._send(
+            "GET", resource.path(namespace), query=query, request_timeout=timeout, accept=resource.accept()
+        )
         try:
             await self._raise_for_status(response)
             yield response
