@@ -52,7 +52,10 @@ def _add_controller(parser: argparse.ArgumentParser) -> None:
         "default: immediate]",
     )
     ctl.add_argument("--trigger-token-file", help="bearer token for POST /trigger [env TRIGGER_TOKEN_FILE]")
-    ctl.add_argument("--leader-elect", help="true/false: elect one active replica [env LEADER_ELECT, default true]")
+    ctl.add_argument(
+        "--leader-elect",
+        help="true/false: elect one active replica [env LEADER_ELECT; default true in cluster, false locally]",
+    )
     ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
     ctl.add_argument("--openstack-ca-bundle", help="CA bundle for OpenStack TLS [env OPENSTACK_CA_BUNDLE]")
     ctl.add_argument("--openstack-insecure", help="true: skip OpenStack TLS verification [env OPENSTACK_INSECURE]")

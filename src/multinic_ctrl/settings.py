@@ -158,7 +158,8 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
     src, raw = pick("trigger_token_file", "TRIGGER_TOKEN_FILE")
     token = _read_secret_file(src, raw) if raw else env.get("TRIGGER_TOKEN", "")
     src, raw = pick("leader_elect", "LEADER_ELECT")
-    leader_elect = _parse_bool(src, raw) if raw else True
+    # In a cluster several replicas may run, so one must lead; a local run against a kubeconfig is alone.
+    leader_elect = _parse_bool(src, raw) if raw else in_cluster(env)
     src, raw = pick("leader_election_namespace", "LEADER_ELECTION_NAMESPACE")
     lease_namespace = raw or env.get("POD_NAMESPACE") or "multinic-system"
     src, raw = pick("openstack_ca_bundle", "OPENSTACK_CA_BUNDLE")

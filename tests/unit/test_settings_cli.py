@@ -84,3 +84,14 @@ def test_python_m_entry_point_version_and_help() -> None:
         [sys.executable, "-m", "multinic_ctrl", "run", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "DB_HOST" in run_help and "--probe-port" in run_help
+
+
+def test_leader_election_defaults_follow_the_run_mode() -> None:
+    assert load_settings({}, {}).controller.leader_elect is False, "a local run is alone"
+    assert load_settings({}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).controller.leader_elect is True
+    assert (
+        load_settings({"leader_elect": "false"}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).controller.leader_elect
+        is False
+    )
+    with pytest.raises(SettingsError, match="LEADER_ELECT: 'maybe' is not a boolean"):
+        load_settings({}, {"LEADER_ELECT": "maybe"})
