@@ -18,13 +18,15 @@ from tests.support.control_plane import CRD_DIR, ControlPlane
 from tests.support.plane_fixtures import admin_api, attach_logs, session_plane
 
 _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
+_WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Attach component log tails to the report of a failed control-plane test."""
+    """Attach component log tails (apiserver, etcd; controllers and kwok on the workload plane) to failures."""
     report = yield
     attach_logs(item, report, _CONTROL_PLANE_KEY, "control_plane", "control plane logs")
+    attach_logs(item, report, _WORKLOAD_PLANE_KEY, "workload_plane", "workload plane logs")
     return report
 
 
@@ -64,3 +66,23 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def workload_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A second, separate control plane where Deployments/StatefulSets get Ready Pods.
+
+    Runs kube-controller-manager, kube-scheduler and kwok (two fake nodes) next to etcd and
+    kube-apiserver.  Separate from ``control_plane`` so that the controllers' own writes
+    (ServiceAccounts, kube-root-ca.crt ConfigMaps, garbage collection) never disturb tests
+    that count objects there.  Only started when a test asks for it; fails, never skips.
+    """
+    with session_plane(request.config, _WORKLOAD_PLANE_KEY, workloads=True) as cp:
+        yield cp
+
+
+@pytest.fixture
+async def workload_api(workload_plane: ControlPlane) -> AsyncIterator[client.ApiClient]:
+    """An admin ApiClient for :func:`workload_plane`, bound to this test's event loop."""
+    async with admin_api(workload_plane) as api:
+        yield api
