@@ -76,6 +76,12 @@ async def test_manual_mode_calls_only_on_cr_changes(env: Env) -> None:
     assert observes(env) == 1
     await asyncio.sleep(3)  # three resync periods of immediate mode: manual must not call
     assert observes(env) == 1
+    # A controller restart is no CR change: the spec hash key is stable, so manual mode stays silent.
+    await env.stop()
+    await env.start(trigger_source=(env.namespace, "policy"), resync_seconds=1.0)
+    await wait_policy(env, {"mode": "manual"})
+    await asyncio.sleep(2)
+    assert observes(env) == 1
     await env.patch("cfg", {"spec": {"vmNames": ["test-vm-1", "test-vm-2"]}})
     await wait_for(lambda: observes(env) == 2, "one observe for the spec change")
     await env.wait_status("cfg", lambda s: s.get("vmsFound") == 2, "two VMs")

@@ -3,8 +3,10 @@
 It covers everything that changes the answer: VM names, subnet, and the resolved credentials including the
 password - so rotating a password in a Secret triggers a reconcile. Because a password is part of the input,
 the hash is keyed (HMAC-SHA256): the stored value cannot be brute-forced offline from a database dump. The key
-comes from `MULTINIC_HASH_KEY_FILE`/`MULTINIC_HASH_KEY` when set (stable across restarts); otherwise it is
-random per process, and the only cost is one re-sync of each config after a restart.
+comes from `MULTINIC_HASH_KEY_FILE`/`MULTINIC_HASH_KEY` when set; otherwise it is derived from the database
+password (a secret the controller always has and a database dump does not contain), so the key is stable
+across restarts and a restart does not re-sync every config (which manual and webhook modes must avoid).
+Only with neither (a password-less local database) is it random per process: one re-sync per config then.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from multinic_ctrl.controller.spec import ConfigSpec
 from multinic_ctrl.openstack import Credentials
 
 
-def load_hash_key(env: dict[str, str] | None = None) -> bytes:
+def load_hash_key(env: dict[str, str] | None = None, *, fallback_secret: str = "") -> bytes:
     env = dict(os.environ) if env is None else env
     path = env.get("MULTINIC_HASH_KEY_FILE")
     if path:
         return Path(path).read_bytes().strip()
     if env.get("MULTINIC_HASH_KEY"):
         return env["MULTINIC_HASH_KEY"].encode()
+    if fallback_secret:
+        # Domain-separated derivation: the key is never the secret itself.
+        return hmac.new(b"multinic-spec-hash-key-v1", fallback_secret.encode(), hashlib.sha256).digest()
     return secrets.token_bytes(32)
 
 

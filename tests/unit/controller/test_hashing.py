@@ -144,3 +144,11 @@ def test_a_stable_key_gives_a_stable_hash_across_restarts(tmp_path: Path) -> Non
     spec, creds = build()
     env = {"MULTINIC_HASH_KEY_FILE": str(path)}
     assert spec_hash(spec, creds, load_hash_key(env)) == spec_hash(spec, creds, load_hash_key(env))
+
+
+def test_derived_from_the_database_password_when_no_key_is_configured() -> None:
+    first = load_hash_key({}, fallback_secret="db-password-1")
+    assert first == load_hash_key({}, fallback_secret="db-password-1"), "stable across restarts"
+    assert first != load_hash_key({}, fallback_secret="db-password-2")
+    assert b"db-password-1" not in first and len(first) == 32
+    assert load_hash_key({"MULTINIC_HASH_KEY": "explicit"}, fallback_secret="db-password-1") == b"explicit"
