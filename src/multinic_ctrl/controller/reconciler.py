@@ -95,7 +95,6 @@ class ReconcilerDeps:
     events: EventRecorder
     triggers: TriggerState
     hash_key: bytes
-    secrets: Store | None = None  # a store of full Secrets (tests); None: read each referenced Secret with GET
     clock: Callable[[], dt.datetime] = _utcnow
     error_retry: dt.timedelta = ERROR_RETRY
 
@@ -222,21 +221,16 @@ class OpenstackConfigReconciler:
         return _requeue(decision.next_requeue)
 
     async def _secret_data(self, namespace: str, spec: ConfigSpec) -> dict[str, dict[str, str]]:
+        """The referenced Secrets, read fresh: the controller watches Secrets as metadata only, never caching data."""
         found: dict[str, dict[str, str]] = {}
         for secret_name in spec.secret_names():
-            secret: Mapping[str, Any] | None
-            if self.d.secrets is not None:
-                secret = self.d.secrets.get(f"{namespace}/{secret_name}")
-            else:
-                try:
-                    secret = await self.d.kube.get(SECRETS, secret_name, namespace)
-                except Exception as exc:
-                    if is_not_found(exc):
-                        secret = None
-                    else:
-                        raise
-            if secret is not None:
-                found[secret_name] = decode_secret(secret)
+            try:
+                secret = await self.d.kube.get(SECRETS, secret_name, namespace)
+            except Exception as exc:
+                if is_not_found(exc):
+                    continue  # resolve_credentials names the missing Secret
+                raise
+            found[secret_name] = decode_secret(secret)
         return found
 
     async def _openstack_failed(self, obj: dict[str, Any], exc: OpenStackError, decision: Decision) -> Result:

@@ -167,7 +167,6 @@ class ControllerService:
                 events=events,
                 triggers=self.triggers,
                 hash_key=load_hash_key(fallback_secret=self.settings.database.password),
-                secrets=None,  # read fresh with GET when a config needs them; never cached
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
             )
         )
