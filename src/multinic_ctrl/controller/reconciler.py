@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -50,7 +50,6 @@ from multinic_ctrl.kube import (
     EventRecorder,
     KubeClient,
     Result,
-    Store,
     add_finalizer,
     has_finalizer,
     is_being_deleted,
@@ -86,10 +85,16 @@ def _parse_time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+class ConfigLookup(Protocol):
+    """Read access to the informer cache(s) of OpenstackConfigs, keyed `namespace/name`."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+
 @dataclass
 class ReconcilerDeps:
     kube: KubeClient
-    configs: Store
+    configs: ConfigLookup
     repo: Repository
     openstack: OpenStackClient
     events: EventRecorder

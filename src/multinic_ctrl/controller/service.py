@@ -29,7 +29,6 @@ from multinic_ctrl.kube import (
     JsonObj,
     KubeClient,
     LeaderElector,
-    Store,
     Supervisor,
     object_key,
 )
@@ -43,11 +42,10 @@ log = structlog.get_logger(__name__)
 SHUTDOWN_DEADLINE = 8.0  # twice (queue drain, then tasks): inside the process's 20 s grace period
 
 
-class StoreView(Store):
+class StoreView:
     """One read view over the stores of several informers (one per watched namespace)."""
 
     def __init__(self, informers: list[Informer]) -> None:
-        super().__init__()
         self._informers = informers
 
     def get(self, key: str) -> JsonObj | None:
