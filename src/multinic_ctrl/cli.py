@@ -59,6 +59,11 @@ def _add_controller(parser: argparse.ArgumentParser) -> None:
     ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
     ctl.add_argument("--openstack-ca-bundle", help="CA bundle for OpenStack TLS [env OPENSTACK_CA_BUNDLE]")
     ctl.add_argument("--openstack-insecure", help="true: skip OpenStack TLS verification [env OPENSTACK_INSECURE]")
+    ctl.add_argument(
+        "--openstack-allowed-urls",
+        help="comma-separated endpoint patterns credentials may be sent to, e.g. https://*.cloud.example "
+        "[env OPENSTACK_ALLOWED_URLS; default: any]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,8 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_or_exit(args: argparse.Namespace) -> Settings:
+    from multinic_ctrl.openstack import EndpointPolicy, InvalidPattern
+
     try:
-        return load_settings(vars(args))
+        settings = load_settings(vars(args))
+        try:
+            EndpointPolicy.parse(settings.controller.openstack_allowed_urls)
+        except InvalidPattern as exc:
+            raise SettingsError("OPENSTACK_ALLOWED_URLS", str(exc)) from None
+        return settings
     except SettingsError as exc:
         sys.stderr.write(f"{PROG}: error: {exc}\n")
         raise SystemExit(2) from None

@@ -21,11 +21,19 @@ from multinic_ctrl.metrics import REGISTRY
 log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
-"""Raises (any exception) when not ready; the exception text becomes the JSON detail (no secrets in it)."""
+"""Raises when not ready: `NotReady` with words fit for anyone, or any exception (whose text is logged only)."""
 LivenessProbe = Callable[[], Iterable[str]]
 """Returns the names of things that are dead (e.g. supervised tasks that exited); empty means alive."""
 
 CHECK_TIMEOUT = 3.0
+
+
+class NotReady(Exception):
+    """A readiness failure whose message is our own words and safe to show without authentication.
+
+    `/readyz` is unauthenticated (the kubelet calls it), so any other exception's text - a database host and
+    user, a driver's error, an address - is written to the log for the admin and replaced by a generic phrase.
+    """
 
 
 @dataclass
@@ -42,6 +50,7 @@ class ProbeServer:
         self._checks: list[_Check] = []
         self._liveness: list[LivenessProbe] = []
         self._details: dict[str, Callable[[], str]] = {}
+        self._last_logged: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
@@ -90,8 +99,15 @@ class ProbeServer:
             await asyncio.wait_for(check.check(), CHECK_TIMEOUT)
         except TimeoutError:
             return check.name, f"timed out after {CHECK_TIMEOUT:.0f}s"
+        except NotReady as exc:
+            return check.name, str(exc) or "not ready"
         except Exception as exc:
-            return check.name, str(exc) or type(exc).__name__
+            detail = str(exc) or type(exc).__name__
+            if self._last_logged.get(check.name) != detail:  # once per distinct error, not every probe
+                log.warning("Readiness check failing", check=check.name, error=detail)
+                self._last_logged[check.name] = detail
+            return check.name, "failing; the details are in the log"
+        self._last_logged.pop(check.name, None)
         return check.name, None
 
     async def _readyz(self, _request: web.Request) -> web.Response:

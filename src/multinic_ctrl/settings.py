@@ -57,6 +57,7 @@ class ControllerSettings:
     leader_election_name: str = "multinic-controller"
     openstack_ca_bundle: str | None = None
     openstack_insecure: bool = False
+    openstack_allowed_urls: str = ""  # comma-separated endpoint patterns; empty: any (see openstack/policy.py)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
         raise SettingsError(src, f"{ca_bundle} does not exist or is not a file")
     src, raw = pick("openstack_insecure", "OPENSTACK_INSECURE")
     insecure = _parse_bool(src, raw) if raw else False
+    _, allowed_urls = pick("openstack_allowed_urls", "OPENSTACK_ALLOWED_URLS")
     return ControllerSettings(
         workers=workers,
         resync_seconds=resync,
@@ -178,6 +180,7 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
         leader_election_namespace=lease_namespace,
         openstack_ca_bundle=ca_bundle,
         openstack_insecure=insecure,
+        openstack_allowed_urls=allowed_urls or "",
     )
 
 

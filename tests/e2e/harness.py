@@ -6,9 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -210,3 +215,74 @@ async def controller_env(
         yield env
     finally:
         await env.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ControllerProcess:
+    """`python -m multinic_ctrl run` as its own process, as it runs in a pod (leader election on, JSON logs)."""
+
+    proc: subprocess.Popen[bytes]
+    probe_port: int
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        database: Database,
+        kubeconfig: Path,
+        namespace: str,
+        token_file: Path,
+        log_path: Path,
+        **extra_env: str,
+    ) -> ControllerProcess:
+        db = database.settings
+        probe = free_port()
+        env = {
+            **os.environ,
+            "DB_HOST": db.host,
+            "DB_PORT": str(db.port),
+            "DB_USER": db.user,
+            "DB_PASSWORD": db.password,
+            "DB_NAME": db.name,
+            "KUBECONFIG": str(kubeconfig),
+            "WATCH_NAMESPACES": namespace,
+            "PROBE_PORT": str(probe),
+            "PROBE_ADDRESS": "127.0.0.1",
+            "LOG_FORMAT": "json",
+            "LEADER_ELECT": "true",
+            "LEADER_ELECTION_NAMESPACE": namespace,
+            "TRIGGER_TOKEN_FILE": str(token_file),
+            **extra_env,
+        }
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "multinic_ctrl", "run"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        return cls(proc, probe, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.probe_port}"
+
+    async def readyz(self) -> tuple[int, dict[str, Any]]:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{self.url}/readyz") as resp:
+                return resp.status, await resp.json()
+        except aiohttp.ClientError as exc:
+            return 0, {"error": repr(exc)}
+
+    async def leadership(self) -> str | None:
+        code, body = await self.readyz()
+        return str(body.get("details", {}).get("leadership")) if code == 200 else None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

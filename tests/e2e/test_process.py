@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -17,19 +13,13 @@ import pytest
 from kubernetes_asyncio import client
 
 from multinic_ctrl.db import Database
-from tests.e2e.harness import GROUP, VERSION, config_body, wait_for
+from tests.e2e.harness import GROUP, VERSION, ControllerProcess, config_body, wait_for
 from tests.fakes.openstack.fixtures import Simulator
 from tests.support.control_plane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
 OPENSTACK_PASSWORD = "s3cret-keystone-pw-77"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _get_json(url: str) -> tuple[int, dict[str, object]]:
@@ -63,31 +53,17 @@ async def _run(
     database: Database,
     tmp_path: Path,
 ) -> None:
-    db = database.settings
-    probe = _free_port()
     token_file = tmp_path / "trigger-token"
     token_file.write_text("process-trigger-token-123\n")
-    env = {
-        **os.environ,
-        "DB_HOST": db.host,
-        "DB_PORT": str(db.port),
-        "DB_USER": db.user,
-        "DB_PASSWORD": db.password,
-        "DB_NAME": db.name,
-        "KUBECONFIG": str(control_plane.kubeconfig_path),
-        "WATCH_NAMESPACES": namespace,
-        "PROBE_PORT": str(probe),
-        "PROBE_ADDRESS": "127.0.0.1",
-        "LOG_FORMAT": "json",
-        "LEADER_ELECT": "true",
-        "LEADER_ELECTION_NAMESPACE": namespace,
-        "TRIGGER_TOKEN_FILE": str(token_file),
-    }
     log_path = tmp_path / "controller.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "multinic_ctrl", "run"], env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
+    controller = ControllerProcess.start(
+        database=database,
+        kubeconfig=control_plane.kubeconfig_path,
+        namespace=namespace,
+        token_file=token_file,
+        log_path=log_path,
+    )
+    proc, probe = controller.proc, controller.probe_port
     try:
         last: dict[str, object] = {}
 

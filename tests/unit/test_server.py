@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from multinic_ctrl.server import ProbeServer
+from multinic_ctrl.server import NotReady, ProbeServer
 
 
 @pytest.fixture
@@ -23,13 +23,23 @@ async def test_readyz_names_the_failing_check(server: ProbeServer) -> None:
     async def broken() -> None:
         raise ConnectionError("cannot connect to MariaDB at db:3306")
 
+    async def syncing() -> None:
+        raise NotReady("caches not synced yet")
+
     server.add_readiness_check("informers", ok)
     server.add_readiness_check("database", broken)
+    server.add_readiness_check("caches", syncing)
     async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{server.bound_port}/readyz") as resp:
         assert resp.status == 503
         body = await resp.json()
-    assert body["failing"] == ["database"]
-    assert body["checks"] == {"informers": "ok", "database": "cannot connect to MariaDB at db:3306"}
+    assert body["failing"] == ["database", "caches"]
+    # Unauthenticated: a driver's error text (host, port, user) stays in the log; our own words are shown.
+    assert body["checks"] == {
+        "informers": "ok",
+        "database": "failing; the details are in the log",
+        "caches": "caches not synced yet",
+    }
+    assert "db:3306" not in str(body)
 
 
 async def test_healthz_fails_when_a_supervised_task_died(server: ProbeServer) -> None:

@@ -20,7 +20,7 @@ import structlog
 
 from multinic_ctrl import metrics
 from multinic_ctrl.controller.desired import desired_rows
-from multinic_ctrl.controller.hashing import spec_hash
+from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
 from multinic_ctrl.controller.spec import (
     ConfigSpec,
@@ -37,17 +37,19 @@ from multinic_ctrl.controller.status import (
     Condition,
     merge_conditions,
     rfc3339,
+    secure_transport_condition,
     synced_conditions,
     vm_report,
     without_volatile,
 )
-from multinic_ctrl.controller.trigger import Decision, decide, format_duration
-from multinic_ctrl.controller.triggers import TriggerState
+from multinic_ctrl.controller.trigger import Decision, TriggerPolicy, decide, format_duration
+from multinic_ctrl.controller.triggers import HANDLED_FIELD, TriggerState, pending_trigger, requested_trigger
 from multinic_ctrl.db import ApplyResult, DatabaseError, Repository
 from multinic_ctrl.db.repository import CrState
 from multinic_ctrl.kube import (
     DONE,
     EventRecorder,
+    InvalidObjectName,
     KubeClient,
     Result,
     add_finalizer,
@@ -63,6 +65,7 @@ from multinic_ctrl.openstack import (
     AmbiguousServer,
     AmbiguousSubnet,
     AuthenticationError,
+    EndpointNotAllowed,
     Observation,
     OpenStackClient,
     OpenStackError,
@@ -73,6 +76,10 @@ from multinic_ctrl.openstack import (
 log = structlog.get_logger(__name__)
 
 ERROR_RETRY = dt.timedelta(minutes=1)
+_KEPT_ON_ERROR = frozenset(
+    ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "vmsSummary", "interfaces", "missingVMs", HANDLED_FIELD)
+)
+"""What the last successful sync reported stays visible while the config is in error."""
 
 
 def _utcnow() -> dt.datetime:
@@ -99,7 +106,6 @@ class ReconcilerDeps:
     openstack: OpenStackClient
     events: EventRecorder
     triggers: TriggerState
-    hash_key: bytes
     clock: Callable[[], dt.datetime] = _utcnow
     error_retry: dt.timedelta = ERROR_RETRY
 
@@ -145,7 +151,6 @@ class OpenstackConfigReconciler:
             return DONE
         # Raises when MariaDB is unreachable: the finalizer stays and the queue retries with backoff.
         removed = await self.d.repo.remove(namespace, name)
-        self.d.triggers.webhook_done(f"{namespace}/{name}")
         await remove_finalizer(self.d.kube, OPENSTACKCONFIGS, name, FINALIZER, namespace=namespace, obj=obj)
         log.info("Config deleted; interface rows removed", namespace=namespace, name=name, removed=removed)
         metrics.RECONCILE_TOTAL.labels(result="success", trigger="delete").inc()
@@ -153,7 +158,6 @@ class OpenstackConfigReconciler:
 
     # -------------------------------------------------------------------------------------------- sync
     async def _sync(self, obj: dict[str, Any], namespace: str, name: str) -> Result:
-        key = f"{namespace}/{name}"
         policy = self.d.triggers.policy
         mode = policy.mode.value
         bound = log.bind(namespace=namespace, name=name)
@@ -164,7 +168,8 @@ class OpenstackConfigReconciler:
             metrics.RECONCILE_TOTAL.labels(result="error", trigger="cr-change").inc()
             return DONE  # only a spec change can fix it
         try:
-            credentials = resolve_credentials(spec, await self._secret_data(namespace, spec))
+            secret_data, secret_versions = await self._read_secrets(namespace, spec)
+            credentials = resolve_credentials(spec, secret_data)
         except CredentialsError as exc:
             message = f"Credentials unavailable: {exc}"
             await self._write_error(
@@ -180,11 +185,13 @@ class OpenstackConfigReconciler:
             return DONE  # the Secret watch brings the key back when it appears
         register_secret(credentials.password)
 
-        digest = spec_hash(spec, credentials, self.d.hash_key)
+        uid = str((obj.get("metadata") or {}).get("uid") or "")
+        digest = spec_hash(spec, credentials, config_uid=uid, secrets=secret_versions)
         state = await self.d.repo.state_of(namespace, name)
         now = self.d.clock()
         created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
-        decision = _decide(self.d.triggers, key, state, digest, created, now)
+        trigger_request = pending_trigger(obj)
+        decision = _decide(self.d.triggers.policy, state, digest, trigger_request is not None, created, now)
         if not decision.call_openstack:
             bound.info(
                 "Reconcile skipped due to trigger configuration",
@@ -209,7 +216,6 @@ class OpenstackConfigReconciler:
             return await self._openstack_failed(obj, exc, decision)
         desired = desired_rows(observation)
         result = await self.d.repo.apply(namespace, name, desired, spec_hash=digest, synced_at=now)  # raises: backoff
-        self.d.triggers.webhook_done(key)
         await self._write_synced(obj, spec, observation, result, now, decision)
         bound.info(
             "Reconcile completed successfully",
@@ -225,18 +231,29 @@ class OpenstackConfigReconciler:
         metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
         return _requeue(decision.next_requeue)
 
-    async def _secret_data(self, namespace: str, spec: ConfigSpec) -> dict[str, dict[str, str]]:
-        """The referenced Secrets, read fresh: the controller watches Secrets as metadata only, never caching data."""
+    async def _read_secrets(
+        self, namespace: str, spec: ConfigSpec
+    ) -> tuple[dict[str, dict[str, str]], list[SecretVersion]]:
+        """The referenced Secrets' data and versions, read fresh (the Secret watch caches no content).
+
+        Only Secrets of the config's own namespace are ever read: the names were validated by `parse_spec`,
+        and the API path builder refuses anything that is not a plain name (defence in depth).
+        """
         found: dict[str, dict[str, str]] = {}
+        versions: list[SecretVersion] = []
         for secret_name in spec.secret_names():
             try:
                 secret = await self.d.kube.get(SECRETS, secret_name, namespace)
+            except InvalidObjectName as exc:
+                raise CredentialsError(str(exc)) from None
             except Exception as exc:
                 if is_not_found(exc):
                     continue  # resolve_credentials names the missing Secret
                 raise
             found[secret_name] = decode_secret(secret)
-        return found
+            meta = secret.get("metadata") or {}
+            versions.append(SecretVersion(secret_name, str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))))
+        return found, versions
 
     async def _openstack_failed(self, obj: dict[str, Any], exc: OpenStackError, decision: Decision) -> Result:
         meta = obj["metadata"]
@@ -253,6 +270,8 @@ class OpenstackConfigReconciler:
             ]
         elif isinstance(exc, PermissionDenied | AmbiguousServer):
             reason = type(exc).__name__
+        elif isinstance(exc, EndpointNotAllowed):
+            reason = "EndpointNotAllowed"
         else:
             reason = "OpenStackUnavailable"
         log.warning(
@@ -295,7 +314,17 @@ class OpenstackConfigReconciler:
         status = {
             k: v
             for k, v in current.items()
-            if k in ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "vmsSummary", "interfaces", "missingVMs")
+            if k
+            in (
+                "lastSyncTime",
+                "vms",
+                "vmsFound",
+                "vmsRequested",
+                "vmsSummary",
+                "interfaces",
+                "missingVMs",
+                HANDLED_FIELD,
+            )
         }
         status |= {
             "phase": ERROR,
@@ -356,6 +385,10 @@ class OpenstackConfigReconciler:
             self.d.events.normal(obj, "Synced", message)
         if missing and current.get("missingVMs") != missing:
             self.d.events.warning(obj, "VMNotFound", f"VMs not found: {', '.join(missing)}")
+        transport = secure_transport_condition(observation.plaintext_endpoints)
+        previous = {c.get("type"): c for c in current.get("conditions") or ()}.get("SecureTransport") or {}
+        if not transport.status and previous.get("message") != transport.message:
+            self.d.events.warning(obj, transport.reason, transport.message)
         status: dict[str, Any] = {
             "phase": SYNCED,
             "message": message,
@@ -382,16 +415,26 @@ class OpenstackConfigReconciler:
             status["missingVMs"] = missing
         if decision.next_requeue is not None:
             status["nextSyncTime"] = rfc3339(now + decision.next_requeue)
+        # The webhook request this sync answered (the one recorded when the reconcile began: a newer one that
+        # arrived meanwhile stays pending and brings the key back).
+        handled = requested_trigger(obj) or current.get(HANDLED_FIELD)
+        if handled:
+            status[HANDLED_FIELD] = handled
         await self._write_status(obj, status)
 
 
 def _decide(
-    triggers: TriggerState, key: str, state: CrState | None, digest: str, created: dt.datetime, now: dt.datetime
+    policy: TriggerPolicy,
+    state: CrState | None,
+    digest: str,
+    webhook_requested: bool,
+    created: dt.datetime,
+    now: dt.datetime,
 ) -> Decision:
     return decide(
-        triggers.policy,
+        policy,
         spec_changed=state is None or state.spec_hash != digest,
-        webhook_requested=triggers.webhook_pending(key),
+        webhook_requested=webhook_requested,
         last_sync=state.last_sync_at if state is not None else None,
         created=created,
         now=now,

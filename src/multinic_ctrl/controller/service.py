@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import structlog
 
-from multinic_ctrl.controller.hashing import load_hash_key
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
 from multinic_ctrl.controller.spec import SpecError, parse_spec
 from multinic_ctrl.controller.trigger import TriggerPolicy
-from multinic_ctrl.controller.triggers import TriggerState
+from multinic_ctrl.controller.triggers import TriggerState, requested_trigger, trigger_patch
 from multinic_ctrl.controller.webhook import TriggerEndpoint
 from multinic_ctrl.db import Database, Repository
 from multinic_ctrl.db.migrations import migrate_until_done
@@ -30,16 +29,20 @@ from multinic_ctrl.kube import (
     KubeClient,
     LeaderElector,
     Supervisor,
+    identity_only,
+    is_not_found,
     object_key,
+    split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
-from multinic_ctrl.openstack import HttpSettings, OpenStackClient
-from multinic_ctrl.server import ProbeServer
+from multinic_ctrl.openstack import EndpointPolicy, HttpSettings, OpenStackClient
+from multinic_ctrl.server import NotReady, ProbeServer
 from multinic_ctrl.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_DEADLINE = 8.0  # twice (queue drain, then tasks): inside the process's 20 s grace period
+SHUTDOWN_DEADLINE = 8.0
+_RECORD_CONCURRENCY = 8  # twice (queue drain, then tasks): inside the process's 20 s grace period
 
 
 class StoreView:
@@ -63,7 +66,8 @@ class StoreView:
 
 
 def _spec_or_meta_changed(old: JsonObj | None, new: JsonObj) -> bool:
-    """Status-only updates (our own writes) must not wake the controller; spec, deletion and finalizers do."""
+    """Status-only updates (our own writes) must not wake the controller; spec, deletion, finalizers and a
+    recorded webhook request do."""
     if old is None:
         return True
     o, n = old.get("metadata") or {}, new.get("metadata") or {}
@@ -71,6 +75,7 @@ def _spec_or_meta_changed(old: JsonObj | None, new: JsonObj) -> bool:
         o.get("generation") != n.get("generation")
         or o.get("deletionTimestamp") != n.get("deletionTimestamp")
         or o.get("finalizers") != n.get("finalizers")
+        or requested_trigger(old) != requested_trigger(new)
     )
 
 
@@ -96,7 +101,7 @@ class ControllerService:
         self.endpoint = TriggerEndpoint(
             cfg.trigger_token,
             known_keys=lambda: self.configs.keys(),
-            enqueue=self._webhook_enqueue,
+            record=self._record_triggers,
             ready=lambda: self.synced,
         )
         self.configs = StoreView(self.config_informers)
@@ -114,19 +119,37 @@ class ControllerService:
 
     async def _informers_ready(self) -> None:
         if not self.synced:
-            raise RuntimeError("OpenstackConfig caches not synced yet")
+            raise NotReady("OpenstackConfig caches not synced yet")
 
     def _leadership(self) -> str:
         if self.elector is None:
             return "disabled (single replica)"
         return "leader" if self.elector.is_leader else "standby"
 
-    def _webhook_enqueue(self, keys: Iterable[str]) -> None:
-        keys = list(keys)
-        self.triggers.request_webhook(keys)
-        if self.controller is not None:
-            for key in keys:
-                self.controller.queue.add(key)
+    async def _record_triggers(self, keys: Sequence[str], request_id: str) -> list[str]:
+        """Write the request onto each config: durable, and seen by whichever replica leads (via its watch).
+
+        Any replica may receive the call; none queues anything itself. At most `_RECORD_CONCURRENCY` patches
+        are in flight, so `POST /trigger` on a large cluster does not burst the apiserver.
+        """
+        kube = self.kube
+        if kube is None:
+            raise RuntimeError("not connected to the apiserver yet")
+        limit = asyncio.Semaphore(_RECORD_CONCURRENCY)
+
+        async def record(key: str) -> str | None:
+            namespace, name = split_key(key)
+            async with limit:
+                try:
+                    await kube.patch(OPENSTACKCONFIGS, name, trigger_patch(request_id), namespace)
+                except Exception as exc:
+                    if is_not_found(exc):
+                        return None  # deleted since the cache saw it: nothing to reconcile
+                    raise
+            return key
+
+        results = await asyncio.gather(*(record(k) for k in keys))
+        return [k for k in results if k is not None]
 
     def _enqueue_all(self, _policy: TriggerPolicy | None = None) -> None:
         if self.controller is not None:
@@ -151,11 +174,16 @@ class ControllerService:
         cfg = self.settings.controller
         kubeconfig = str(self.settings.kubeconfig) if self.settings.kubeconfig else None
         self.kube = kube = await KubeClient.from_config(kubeconfig)
-        openstack = OpenStackClient(HttpSettings(ca_bundle=cfg.openstack_ca_bundle, insecure=cfg.openstack_insecure))
+        openstack = OpenStackClient(
+            HttpSettings(ca_bundle=cfg.openstack_ca_bundle, insecure=cfg.openstack_insecure),
+            policy=EndpointPolicy.parse(cfg.openstack_allowed_urls),
+        )
         events = EventRecorder(kube, "multinic-controller")
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
         self.config_informers.extend(Informer(kube, OPENSTACKCONFIGS, namespace=ns) for ns in namespaces)
-        self.secret_informers = secret_informers = [Informer(kube, SECRET_METADATA, namespace=ns) for ns in namespaces]
+        self.secret_informers = secret_informers = [
+            Informer(kube, SECRET_METADATA, namespace=ns, transform=identity_only) for ns in namespaces
+        ]
         reconciler = OpenstackConfigReconciler(
             ReconcilerDeps(
                 kube=kube,
@@ -164,7 +192,6 @@ class ControllerService:
                 openstack=openstack,
                 events=events,
                 triggers=self.triggers,
-                hash_key=load_hash_key(fallback_secret=self.settings.database.password),
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
             )
         )

@@ -10,6 +10,7 @@ are the same field names (`authURL`, `username`, `password`, ...).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from multinic_ctrl.openstack import Credentials
 
 MAX_VMS = 1000
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+_MAX_NAME = 253
 _CREDENTIAL_FIELDS = {
     "authURL": "auth_url",
     "username": "username",
@@ -70,6 +74,33 @@ def _string(value: Any, path: str, *, required: bool = False) -> str:
     return value
 
 
+def _shown(value: str) -> str:
+    """The value for a message: quoted, and cut so an attacker-sized string cannot flood status or events."""
+    return repr(value if len(value) <= 64 else value[:64] + "...")
+
+
+def _secret_name(value: Any, path: str) -> str:
+    """A Secret name as the apiserver defines it (DNS-1123 subdomain, at most 253 characters).
+
+    The CRD schema checks the same; this check also covers objects stored before the schema had it. A name is
+    later a URL path segment, so anything else (`../../kube-system/secrets/x`) must never get that far.
+    """
+    name = _string(value, path, required=True)
+    if len(name) > _MAX_NAME or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        raise SpecError(
+            f"{path} {_shown(name)} is not a valid Secret name "
+            "(lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    return name
+
+
+def _secret_key(value: Any, path: str) -> str:
+    key = _string(value, path) or "password"
+    if len(key) > _MAX_NAME or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
+        raise SpecError(f"{path} {_shown(key)} is not a valid Secret key (letters, digits, '-', '_' and '.')")
+    return key
+
+
 def parse_spec(spec: Any) -> ConfigSpec:
     if not isinstance(spec, Mapping):
         raise SpecError("spec is missing")
@@ -96,15 +127,15 @@ def parse_spec(spec: Any) -> ConfigSpec:
         if not isinstance(ref, Mapping):
             raise SpecError("spec.credentials.passwordSecretRef must be an object")
         password_ref = SecretKeyRef(
-            _string(ref.get("name"), "spec.credentials.passwordSecretRef.name", required=True),
-            _string(ref.get("key"), "spec.credentials.passwordSecretRef.key") or "password",
+            _secret_name(ref.get("name"), "spec.credentials.passwordSecretRef.name"),
+            _secret_key(ref.get("key"), "spec.credentials.passwordSecretRef.key"),
         )
     whole = spec.get("credentialsSecretRef")
     secret_name = None
     if whole:
         if not isinstance(whole, Mapping):
             raise SpecError("spec.credentialsSecretRef must be an object")
-        secret_name = _string(whole.get("name"), "spec.credentialsSecretRef.name", required=True)
+        secret_name = _secret_name(whole.get("name"), "spec.credentialsSecretRef.name")
     if "password" in inline and password_ref:
         raise SpecError("give either spec.credentials.password or spec.credentials.passwordSecretRef, not both")
     if not secret_name:

@@ -54,7 +54,7 @@ def merge_conditions(
     # Conditions this update does not speak about (e.g. SubnetFound after an auth failure) keep their value.
     spoken = {c.type for c in new}
     merged.extend(dict(c) for t, c in old.items() if t not in spoken)
-    order = ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound"]
+    order = ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound", "SecureTransport"]
     merged.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
     return merged
 
@@ -90,7 +90,23 @@ def synced_conditions(observation: Observation) -> list[Condition]:
             "VMsMissing" if missing else "AllFound",
             f"VMs not found: {', '.join(missing)}" if missing else "Every listed VM exists",
         ),
+        secure_transport_condition(observation.plaintext_endpoints),
     ]
+
+
+def secure_transport_condition(plaintext: Sequence[str]) -> Condition:
+    """A warning, not a failure: plain HTTP works, but puts the password and tokens on the wire."""
+    if plaintext:
+        return Condition(
+            "SecureTransport",
+            False,
+            "PlaintextEndpoint",
+            f"Credentials and tokens are sent unencrypted to {', '.join(plaintext)}; use https, or have the "
+            "cluster admin allow the endpoint explicitly in OPENSTACK_ALLOWED_URLS",
+        )
+    return Condition(
+        "SecureTransport", True, "TLSOrAllowed", "Every OpenStack endpoint uses TLS or is explicitly allowed"
+    )
 
 
 def without_volatile(status: Mapping[str, Any] | None) -> dict[str, Any]:

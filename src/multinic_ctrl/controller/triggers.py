@@ -1,8 +1,13 @@
-"""Run-time trigger state shared by the reconciler, the policy watcher and the webhook endpoint."""
+"""Run-time trigger state shared by the reconciler, the policy watcher and the webhook endpoint.
+
+Webhook requests live on the config objects, not in memory (see `webhook.py`): `TRIGGER_ANNOTATION` holds the
+ID of the latest request, `status.lastHandledTrigger` the ID the leader last reconciled successfully. A request
+is pending while the two differ - whichever replica received it, and across restarts and leader changes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -12,16 +17,38 @@ from multinic_ctrl.controller.trigger import TriggerConfigError, TriggerPolicy, 
 log = structlog.get_logger(__name__)
 
 
-class TriggerState:
-    """The current policy (hot-swappable without restart) and the keys a webhook asked to reconcile.
+TRIGGER_ANNOTATION = "multinic.example.com/trigger-request"
+HANDLED_FIELD = "lastHandledTrigger"
 
-    A webhook request stays pending until a reconcile of that key *succeeds*, so a failed attempt is retried
-    even in `webhook` mode, where nothing else would bring the key back.
+
+def requested_trigger(obj: Mapping[str, Any]) -> str | None:
+    """The latest webhook request ID recorded on the config, if any."""
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
+    return str(value) if value else None
+
+
+def pending_trigger(obj: Mapping[str, Any]) -> str | None:
+    """The request ID still to be handled: recorded on the object and not yet acknowledged in its status.
+
+    Stays pending until a reconcile *succeeds*, so a failed attempt is retried even in `webhook` mode, where
+    nothing else would bring the key back.
     """
+    requested = requested_trigger(obj)
+    if requested is None or requested == (obj.get("status") or {}).get(HANDLED_FIELD):
+        return None
+    return requested
+
+
+def trigger_patch(request_id: str) -> dict[str, Any]:
+    """The merge patch a receiving replica writes (metadata only: no generation bump, no spec change)."""
+    return {"metadata": {"annotations": {TRIGGER_ANNOTATION: request_id}}}
+
+
+class TriggerState:
+    """The current policy, hot-swappable without restart."""
 
     def __init__(self, policy: TriggerPolicy | None = None) -> None:
         self.policy = policy or TriggerPolicy()
-        self._webhook_pending: set[str] = set()
         self._listeners: list[Callable[[TriggerPolicy], None]] = []
 
     def on_change(self, listener: Callable[[TriggerPolicy], None]) -> None:
@@ -50,12 +77,3 @@ class TriggerState:
         self.policy = policy
         for listener in self._listeners:
             listener(policy)
-
-    def request_webhook(self, keys: Iterable[str]) -> None:
-        self._webhook_pending.update(keys)
-
-    def webhook_pending(self, key: str) -> bool:
-        return key in self._webhook_pending
-
-    def webhook_done(self, key: str) -> None:
-        self._webhook_pending.discard(key)

@@ -1,17 +1,25 @@
 """`POST /trigger` and `POST /trigger/{namespace}/{name}`: external systems ask for a reconcile.
 
-Bearer-token authenticated (constant-time comparison), small bodies only, rate limited per client address,
-JSON errors everywhere (including 405/413, which aiohttp would otherwise answer in plain text). A trigger is
-accepted in every mode; in `webhook` mode it is the only periodic trigger. The keys are queued and answered
-with 202: the reconcile itself runs asynchronously and reports through the config's status.
+Invariants:
+- A trigger that was answered 202 is never lost: the receiving replica - leader or standby - records it on
+  the config object itself (an annotation holding a request ID, see `triggers.py`) before answering. The
+  leader sees the annotation through its watch and records the ID it handled in the config's status, so a
+  request survives a restart, a leader change or a `kill -9` between the answer and the reconcile.
+- The token is checked first, in constant time, before anything about the request is looked at, and
+  failures and successes are rate limited apart: a flood of bad requests from a shared address (NAT, an
+  ingress) cannot use up the real caller's budget. A global cap bounds the work all callers together can ask.
+- Small bodies only, JSON errors everywhere (including 405/413, which aiohttp would otherwise answer in plain
+  text). A trigger is accepted in every mode; in `webhook` mode it is the only periodic trigger.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
+import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import structlog
 from aiohttp import web
@@ -19,11 +27,18 @@ from aiohttp import web
 log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 4096
-RATE_BURST = 10
+RATE_BURST = 10  # per client, authenticated requests
 RATE_PER_SECOND = 1.0
+FAILURE_BURST = 5  # per client, failed authentications
+FAILURE_PER_SECOND = 0.2
+GLOBAL_BURST = 50  # all clients together (authenticated and failed counted apart)
+GLOBAL_PER_SECOND = 5.0
 _MAX_CLIENTS = 1024
+_EVERYONE = "*"
 
-Enqueue = Callable[[Iterable[str]], None]
+RecordTriggers = Callable[[Sequence[str], str], Awaitable[list[str]]]
+"""Record request `request_id` on each config key; returns the keys recorded (configs gone meanwhile are left
+out); raises when the apiserver could not be written, and the caller is then told to retry (503)."""
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
@@ -31,8 +46,8 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 
 
 class _TokenBuckets:
-    def __init__(self, burst: int, rate: float) -> None:
-        self.burst, self.rate = burst, rate
+    def __init__(self, burst: int, rate: float, *, per_client: bool = True) -> None:
+        self.burst, self.rate, self.per_client = burst, rate, per_client
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def take(self, client: str) -> float:
@@ -51,39 +66,69 @@ class _TokenBuckets:
         return wait
 
 
+def new_request_id(now: dt.datetime | None = None) -> str:
+    """Sortable by time for people reading status, unique by its random part (no coordination needed)."""
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(6)}"
+
+
 class TriggerEndpoint:
     def __init__(
         self,
         token: str,
         *,
         known_keys: Callable[[], Iterable[str]],
-        enqueue: Enqueue,
+        record: RecordTriggers,
         ready: Callable[[], bool],
         burst: int = RATE_BURST,
         rate: float = RATE_PER_SECOND,
+        failure_burst: int = FAILURE_BURST,
+        failure_rate: float = FAILURE_PER_SECOND,
+        global_burst: int = GLOBAL_BURST,
+        global_rate: float = GLOBAL_PER_SECOND,
     ) -> None:
         self._token = token.encode()
         self._known_keys = known_keys
-        self._enqueue = enqueue
+        self._record = record
         self._ready = ready
-        self._limits = _TokenBuckets(burst, rate)
+        self._accepted = _TokenBuckets(burst, rate)
+        self._failed = _TokenBuckets(failure_burst, failure_rate)
+        self._accepted_all = _TokenBuckets(global_burst, global_rate, per_client=False)
+        self._failed_all = _TokenBuckets(global_burst, global_rate, per_client=False)
 
     def install(self, app: web.Application) -> None:
         for path in ("/trigger", "/trigger/{namespace}/{name}"):
             app.router.add_route("*", path, self._handle)
 
+    def _authenticated(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        # compare_digest runs in time independent of where the first difference is; the scheme check leaks
+        # only whether the caller wrote "Bearer", which is no secret.
+        return hmac.compare_digest(presented.strip().encode(), self._token) and scheme.lower() == "bearer"
+
+    @staticmethod
+    def _limited(client: str, *buckets: _TokenBuckets) -> web.Response | None:
+        for bucket in buckets:
+            wait = bucket.take(client if bucket.per_client else _EVERYONE)
+            if wait:
+                return _error(429, "too many trigger requests; slow down", **{"Retry-After": str(max(1, round(wait)))})
+        return None
+
     async def _handle(self, request: web.Request) -> web.Response:
         if request.method != "POST":
             return _error(405, f"method {request.method} not allowed; use POST", Allow="POST")
-        wait = self._limits.take(request.remote or "unknown")
-        if wait:
-            return _error(429, "too many trigger requests; slow down", **{"Retry-After": str(max(1, round(wait)))})
         if not self._token:
             return _error(503, "webhook trigger is disabled: no token configured (TRIGGER_TOKEN_FILE)")
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), self._token):
+        client = request.remote or "unknown"
+        if not self._authenticated(request):
+            refused = self._limited(client, self._failed, self._failed_all)
+            if refused is not None:
+                return refused
             return _error(401, "missing or invalid bearer token", **{"WWW-Authenticate": 'Bearer realm="multinic"'})
+        refused = self._limited(client, self._accepted, self._accepted_all)
+        if refused is not None:
+            return refused
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         received = 0
@@ -103,6 +148,11 @@ class TriggerEndpoint:
             keys = [key]
         else:
             keys = sorted(known)
-        self._enqueue(keys)
-        log.info("Reconcile requested by webhook", keys=len(keys), client=request.remote)
-        return web.json_response({"enqueued": keys}, status=202)
+        request_id = new_request_id()
+        try:
+            recorded = await self._record(keys, request_id)
+        except Exception as exc:
+            log.warning("Webhook trigger could not be recorded", keys=len(keys), error=str(exc), client=client)
+            return _error(503, "the trigger could not be recorded; retry shortly", **{"Retry-After": "5"})
+        log.info("Reconcile requested by webhook", keys=len(recorded), request=request_id, client=client)
+        return web.json_response({"enqueued": recorded, "request": request_id}, status=202)

@@ -31,9 +31,11 @@ from .client import (
     EVENTS_V1,
     LEASES,
     ApiError,
+    InvalidObjectName,
     JsonObj,
     KubeClient,
     Resource,
+    checked_segment,
     is_conflict,
     is_gone,
     is_not_found,
@@ -54,7 +56,7 @@ from .patch import (
     remove_finalizer,
 )
 from .runner import DONE, Controller, Result, generation_changed, owner_keys
-from .store import Store, label_index, namespace_index
+from .store import Store, Transform, identity_only, label_index, namespace_index
 from .supervisor import Supervisor
 from .workqueue import (
     BucketRateLimiter,
@@ -79,6 +81,7 @@ __all__ = [
     "EventRecorder",
     "FakeClock",
     "Informer",
+    "InvalidObjectName",
     "ItemExponentialRateLimiter",
     "JsonObj",
     "KubeClient",
@@ -89,12 +92,15 @@ __all__ = [
     "ShutDown",
     "Store",
     "Supervisor",
+    "Transform",
     "WorkQueue",
     "add_finalizer",
+    "checked_segment",
     "default_identity",
     "default_rate_limiter",
     "generation_changed",
     "has_finalizer",
+    "identity_only",
     "is_being_deleted",
     "is_conflict",
     "is_gone",

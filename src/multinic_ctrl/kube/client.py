@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -35,6 +36,16 @@ METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,
 METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.:]{0,252}")
+"""What a namespace or object name may look like when it becomes a URL path segment.
+
+Every Kubernetes naming rule (DNS-1123 label and subdomain, RBAC's `system:` names, path-segment names) fits
+inside it; it leaves out `/`, `%`, `?`, `#`, whitespace and a leading dot, so `.`, `..` and anything that a URL
+parser or the HTTP stack would re-interpret (dot-segment removal, percent-decoding, query or fragment) can never
+come from a name. The names come from objects that users write (a Secret reference in a spec) or from objects
+that predate a schema, so this check is the last line, independent of CRD validation.
+"""
 
 _DEFAULT_REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30.0, connect=10.0, sock_connect=10.0)
 _MAX_LINE = 16 * 1024 * 1024  # etcd caps objects at 1.5 MiB; this only guards against a runaway stream.
@@ -76,16 +87,16 @@ class Resource:
         """
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
+            base += f"/namespaces/{checked_segment(namespace, 'namespace')}"
         elif not self.namespaced and namespace:
             raise ValueError(f"{self.plural} is cluster-scoped; got namespace {namespace!r}")
         base += f"/{self.plural}"
         if name is not None:
             if not name:
                 raise ValueError("empty object name")
-            base += f"/{name}"
+            base += f"/{checked_segment(name, f'{self.kind or self.plural} name')}"
             if subresource:
-                base += f"/{subresource}"
+                base += f"/{checked_segment(subresource, 'subresource')}"
         elif subresource:
             raise ValueError("a subresource needs an object name")
         return base
@@ -101,6 +112,18 @@ EVENTS_V1 = Resource("events.k8s.io", "v1", "events", True, "Event")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", True, "Lease")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", True, "Deployment")
 DAEMONSETS = Resource("apps", "v1", "daemonsets", True, "DaemonSet")
+
+
+class InvalidObjectName(ValueError):
+    """A namespace or name that cannot be a URL path segment: refused before any request is made."""
+
+
+def checked_segment(value: str, what: str) -> str:
+    """`value` when it is safe as one URL path segment (see `_PATH_SEGMENT`), else `InvalidObjectName`."""
+    if not isinstance(value, str) or not _PATH_SEGMENT.fullmatch(value):
+        shown = repr(value) if isinstance(value, str) and len(value) <= 80 else "a value"
+        raise InvalidObjectName(f"{what} {shown} is not a valid Kubernetes name; refusing to build a request for it")
+    return value
 
 
 class ApiError(Exception):

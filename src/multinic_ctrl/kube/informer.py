@@ -34,7 +34,7 @@ import aiohttp
 import structlog
 
 from .client import ApiError, JsonObj, KubeClient, Resource, object_key, read_lines
-from .store import IndexFunc, Store
+from .store import IndexFunc, Store, Transform
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +92,7 @@ class Informer:
         backoff_initial: float = 0.8,
         backoff_cap: float = 30.0,
         page_size: int = 500,
+        transform: Transform | None = None,
     ) -> None:
         if resource.namespaced is False and namespace:
             raise ValueError(f"{resource.plural} is cluster-scoped")
@@ -107,6 +108,7 @@ class Informer:
         self.backoff_initial = backoff_initial
         self.backoff_cap = backoff_cap
         self.page_size = page_size
+        self._transform = transform
         self.stats = InformerStats()
         self._handlers: list[_Handlers] = []
         self._resource_version = ""
@@ -217,6 +219,8 @@ class Informer:
             obj.setdefault("apiVersion", api_version)
             if self.resource.kind:
                 obj.setdefault("kind", self.resource.kind)
+            if self._transform is not None:
+                obj = self._transform(obj)
             key = object_key(obj)
             seen.add(key)
             old_rv = self.store.resource_version(key)
@@ -304,6 +308,8 @@ class Informer:
                 raise WatchExpired(obj.get("message", "410 Gone"))
             raise ApiError(int(code or 500), str(obj.get("reason") or "WatchError"), obj)
         resource_version = (obj.get("metadata") or {}).get("resourceVersion")
+        if self._transform is not None and kind != "BOOKMARK":
+            obj = self._transform(obj)
         self.stats.events += 1
         self.stats.event_types[str(kind)] = self.stats.event_types.get(str(kind), 0) + 1
         if kind == "BOOKMARK":

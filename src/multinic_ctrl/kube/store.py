@@ -19,6 +19,24 @@ from .client import JsonObj, object_key
 IndexFunc = Callable[[Mapping[str, Any]], Iterable[str]]
 """Maps an object to the index values it should be found under (none, one or many)."""
 
+Transform = Callable[[JsonObj], JsonObj]
+"""Applied by an informer to every object before it is cached or handed to handlers (client-go's
+`SetTransform`): what is dropped here never sits in memory for the life of the process."""
+
+
+def identity_only(obj: JsonObj) -> JsonObj:
+    """Keep only what identifies a version of an object: kind, name, namespace, uid, resourceVersion.
+
+    For watching Secrets: even a metadata-only watch carries annotations, and `kubectl apply` stores the whole
+    applied object - data included - in `kubectl.kubernetes.io/last-applied-configuration`. Labels and
+    annotations go too: whoever needs more must read the object when it needs it.
+    """
+    meta = obj.get("metadata") or {}
+    kept = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}
+    slim: JsonObj = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+    slim["metadata"] = kept
+    return slim
+
 
 def label_index(label: str) -> IndexFunc:
     """An index function filing objects under the value of `label` (objects without it: not indexed)."""

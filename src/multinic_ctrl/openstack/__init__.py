@@ -25,6 +25,7 @@ from .errors import (
 from .http import HttpSettings, RetryPolicy
 from .models import Observation, Port, Server, Subnet
 from .names import NameQuery, group_names
+from .policy import EndpointNotAllowed, EndpointPolicy, InvalidPattern
 
 __all__ = [
     "AmbiguousServer",
@@ -32,8 +33,11 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "Credentials",
+    "EndpointNotAllowed",
     "EndpointNotFound",
+    "EndpointPolicy",
     "HttpSettings",
+    "InvalidPattern",
     "NameQuery",
     "Observation",
     "OpenStackClient",

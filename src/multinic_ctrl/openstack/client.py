@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,12 +12,13 @@ import structlog
 
 from .auth import DEFAULT_REFRESH_MARGIN, TokenManager
 from .credentials import Credentials
-from .endpoints import resolve_endpoints
+from .endpoints import normalize_identity_url, resolve_endpoints
 from .errors import AuthenticationError, OpenStackError
 from .http import HttpSettings, HttpTransport, Params, raise_for_status
 from .models import Observation
 from .names import DEFAULT_MAX_QUERIES
 from .observe import observe as _observe
+from .policy import EndpointPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +39,10 @@ class OpenStackClient:
         page_size: int | None = None,
         max_server_queries: int = DEFAULT_MAX_QUERIES,
         transport: HttpTransport | None = None,
+        policy: EndpointPolicy | None = None,
     ) -> None:
         self._transport = transport or HttpTransport(settings, session)
+        self.policy = policy or EndpointPolicy()
         self._tokens = TokenManager(self._transport, refresh_margin=refresh_margin)
         self._page_size = page_size
         self._max_server_queries = max_server_queries
@@ -48,8 +52,20 @@ class OpenStackClient:
         return self._tokens
 
     async def observe(self, creds: Credentials, vm_names: Sequence[str], subnet_name: str) -> Observation:
+        identity = normalize_identity_url(creds.auth_url)
+        # Before any request: the allow-list decides where this config's credentials may go at all.
+        self.policy.check(identity, "spec.credentials.authURL")
+        for what, url in (
+            ("spec.credentials.networkEndpoint", creds.network_endpoint),
+            ("spec.credentials.computeEndpoint", creds.compute_endpoint),
+        ):
+            if url:
+                self.policy.check(url, what)
         token = await self._tokens.get(creds)
         endpoints = resolve_endpoints(creds, token.catalog)
+        # Catalog endpoints too: tokens must not be sent where the credentials could not be.
+        self.policy.check(endpoints.network, "the network endpoint")
+        self.policy.check(endpoints.compute, "the compute endpoint")
 
         async def get_json(service: str, operation: str, url: str, params: Params) -> Any:
             return await self._get_json(creds, service, operation, url, params)
@@ -66,6 +82,9 @@ class OpenStackClient:
             )
         except BaseExceptionGroup as group:
             raise _first_openstack_error(group) from None
+        plaintext = self.policy.plaintext((identity, endpoints.network, endpoints.compute))
+        if plaintext:
+            result = dataclasses.replace(result, plaintext_endpoints=tuple(plaintext))
         log.debug(
             "OpenStack observation complete",
             subnet=subnet_name,

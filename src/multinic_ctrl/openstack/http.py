@@ -93,7 +93,7 @@ def error_detail(body: Any) -> str:
 
     Keystone: `{"error": {"code", "title", "message"}}`; Neutron: `{"NeutronError": {"type", "message",
     "detail"}}`; Nova: `{"itemNotFound"|"badRequest"|...: {"code", "message"}}`. Truncated: it goes into
-    status messages.
+    the log only (never status or Events: the endpoint may be a config author's server).
     """
     if isinstance(body, Mapping) and len(body) >= 1:
         for inner in body.values():
@@ -239,9 +239,19 @@ def raise_for_status(resp: Response, service: str, operation: str) -> None:
     """Map a final non-2xx response (other than 401, handled by the caller) to a typed error."""
     if 200 <= resp.status < 300:
         return
-    detail = error_detail(resp.body)
+    # The body's text is the endpoint's words, and the endpoint may be anyone's (a config author picks the
+    # URL): it goes to the log for the admin, never into the exception, which ends up in status and Events.
+    log.warning(
+        "OpenStack request refused",
+        service=service,
+        operation=operation,
+        status=resp.status,
+        detail=error_detail(resp.body),
+    )
     if resp.status == 403:
-        raise PermissionDenied(f"{service} {operation} forbidden (HTTP 403): {detail}")
+        raise PermissionDenied(
+            f"{service} {operation} forbidden (HTTP 403): the user lacks a role or policy for this call"
+        )
     if resp.status == 404:
-        raise ResourceNotFound(f"{service} {operation} found nothing (HTTP 404): {detail}")
-    raise OpenStackRequestError(service, operation, resp.status, detail)
+        raise ResourceNotFound(f"{service} {operation} found nothing (HTTP 404)")
+    raise OpenStackRequestError(service, operation, resp.status, "the endpoint refused the request")

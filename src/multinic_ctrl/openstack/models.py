@@ -42,3 +42,5 @@ class Observation:
     servers: tuple[Server, ...]
     missing_vms: tuple[str, ...]
     ports: tuple[Port, ...]
+    plaintext_endpoints: tuple[str, ...] = ()
+    """Endpoints used over plain HTTP that the allow-list does not allow explicitly (scheme://host:port)."""

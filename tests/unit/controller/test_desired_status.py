@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -171,7 +172,7 @@ def test_conditions_not_spoken_about_keep_their_value() -> None:
     ]
     second = merge_conditions(first, auth_failed, generation=2, now=T1)
     by_type = {c["type"]: c for c in second}
-    assert [c["type"] for c in second] == ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound"]
+    assert [c["type"] for c in second] == ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound", "SecureTransport"]
     assert by_type["SubnetFound"] == next(c for c in first if c["type"] == "SubnetFound")
     assert by_type["SubnetFound"]["observedGeneration"] == 1
     assert by_type["Ready"]["lastTransitionTime"] == "2026-01-10T09:00:00Z"
@@ -205,10 +206,19 @@ def test_merge_does_not_mutate_previous() -> None:
 
 def test_synced_conditions_all_found() -> None:
     conds = {c.type: c for c in synced_conditions(observe())}
-    assert list(conds) == ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound"]
+    assert list(conds) == ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound", "SecureTransport"]
     assert all(c.status for c in conds.values())
     assert conds["SubnetFound"].message == "Subnet k8s-subnet (192.168.10.0/24)"
     assert conds["AllVMsFound"].reason == "AllFound"
+
+
+def test_plaintext_endpoints_are_a_warning_condition_not_a_failure() -> None:
+    obs = dataclasses.replace(observe(), plaintext_endpoints=("http://keystone:5000",))
+    conds = {c.type: c for c in synced_conditions(obs)}
+    assert conds["Ready"].status is True
+    transport = conds["SecureTransport"]
+    assert (transport.status, transport.reason) == (False, "PlaintextEndpoint")
+    assert "http://keystone:5000" in transport.message and "OPENSTACK_ALLOWED_URLS" in transport.message
 
 
 def test_synced_conditions_names_missing_vms() -> None:

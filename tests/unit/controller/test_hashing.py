@@ -1,25 +1,25 @@
-"""The keyed spec hash that decides whether OpenStack must be asked again."""
+"""The spec hash that decides whether OpenStack must be asked again - and gives a database reader nothing."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import hmac
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from multinic_ctrl.controller.hashing import load_hash_key, spec_hash
+from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.spec import ConfigSpec, parse_spec, resolve_credentials
 from multinic_ctrl.openstack import Credentials
 
-KEY = b"k" * 32
+UID = "6f1c2a3e-0000-4000-8000-000000000001"
 BASE: dict[str, Any] = {
     "vmNames": ["vm-1", "vm-2"],
     "subnetName": "k8s-subnet",
     "credentials": {"authURL": "http://ks:5000", "username": "admin", "password": "hunter2", "projectID": "p1"},
 }
+PW_V1 = SecretVersion("pw", "secret-uid-1", "100")
 
 
 def build(**changes: Any) -> tuple[ConfigSpec, Credentials]:
@@ -33,7 +33,15 @@ def build(**changes: Any) -> tuple[ConfigSpec, Credentials]:
 
 def digest(**changes: Any) -> str:
     spec, creds = build(**changes)
-    return spec_hash(spec, creds, KEY)
+    return spec_hash(spec, creds, config_uid=UID)
+
+
+def by_secret(password: str, version: SecretVersion = PW_V1) -> str:
+    document = json.loads(json.dumps(BASE))
+    del document["credentials"]["password"]
+    document["credentials"]["passwordSecretRef"] = {"name": "pw", "key": "password"}
+    spec = parse_spec(document)
+    return spec_hash(spec, resolve_credentials(spec, {"pw": {"password": password}}), config_uid=UID, secrets=[version])
 
 
 def test_hash_is_deterministic_hex_sha256() -> None:
@@ -65,16 +73,43 @@ def test_every_input_that_changes_the_answer_changes_the_hash(changes: dict[str,
     assert digest(**changes) != digest()
 
 
-def test_a_rotated_secret_password_changes_the_hash() -> None:
-    document = json.loads(json.dumps(BASE))
-    del document["credentials"]["password"]
-    document["credentials"]["passwordSecretRef"] = {"name": "pw"}
-    spec = parse_spec(document)
-    before = spec_hash(spec, resolve_credentials(spec, {"pw": {"password": "old"}}), KEY)
-    after = spec_hash(spec, resolve_credentials(spec, {"pw": {"password": "new"}}), KEY)
+def test_a_rotated_secret_changes_the_hash_through_its_version() -> None:
+    before = by_secret("old")
+    after = by_secret("new", SecretVersion("pw", "secret-uid-1", "101"))
     assert before != after
-    again = spec_hash(spec, resolve_credentials(spec, {"pw": {"password": "new"}}), KEY)
-    assert after == again
+    assert after == by_secret("new", SecretVersion("pw", "secret-uid-1", "101")), "stable for the same version"
+    assert by_secret("new", SecretVersion("pw", "secret-uid-2", "101")) != after, "a recreated Secret counts"
+
+
+def test_a_secret_password_is_not_an_input_at_all() -> None:
+    """A database reader who guesses the password learns nothing: the hash is the same for any password."""
+    assert by_secret("correct horse") == by_secret("battery staple")
+
+
+def test_an_inline_password_cannot_be_tested_without_the_configs_uid() -> None:
+    """What stands in for an inline password is keyed by the config's uid, which is not in the database."""
+    spec, creds = build()
+    stored = spec_hash(spec, creds, config_uid=UID)
+    assert stored != spec_hash(spec, creds, config_uid="another-uid")
+    # Recomputing the hash document with the right password but without the uid never matches the stored value.
+    fields = {k: v for k, v in creds.__dict__.items() if k != "password"}
+    for guess_key in (b"", b"hunter2", b"multinic-spec-hash-key-v1"):
+        guessed = hmac.new(guess_key, b"hunter2", hashlib.sha256).hexdigest()
+        document = {
+            "vmNames": list(spec.vm_names),
+            "subnetName": spec.subnet_name,
+            "credentials": fields,
+            "secrets": [],
+            "inlinePassword": guessed,
+        }
+        canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+        assert hashlib.sha256(canonical).hexdigest() != stored
+
+
+def test_an_inline_password_without_a_uid_is_refused() -> None:
+    spec, creds = build()
+    with pytest.raises(ValueError, match="uid"):
+        spec_hash(spec, creds, config_uid="")
 
 
 def test_formatting_only_differences_keep_the_hash() -> None:
@@ -83,72 +118,14 @@ def test_formatting_only_differences_keep_the_hash() -> None:
     assert digest(credentials={"region": ""}) == digest()
 
 
-def test_the_hash_is_keyed() -> None:
+def test_secret_order_does_not_matter() -> None:
     spec, creds = build()
-    assert spec_hash(spec, creds, b"a" * 32) != spec_hash(spec, creds, b"b" * 32)
-    canonical = json.dumps(
-        {"vmNames": list(spec.vm_names), "subnetName": spec.subnet_name, "credentials": dataclasses.asdict(creds)},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
-    for variant in (canonical, json.dumps(json.loads(canonical)).encode()):
-        assert spec_hash(spec, creds, KEY) != hashlib.sha256(variant).hexdigest()
-    assert spec_hash(spec, creds, b"") != hashlib.sha256(canonical).hexdigest()
+    a, b = SecretVersion("a", "u1", "1"), SecretVersion("b", "u2", "2")
+    assert spec_hash(spec, creds, config_uid=UID, secrets=[a, b]) == spec_hash(
+        spec, creds, config_uid=UID, secrets=[b, a]
+    )
 
 
 def test_the_hash_never_contains_the_password() -> None:
     spec, creds = build(credentials={"password": "abcdef0123456789"})
-    assert "abcdef0123456789" not in spec_hash(spec, creds, KEY)
-
-
-# ---------------------------------------------------------------- load_hash_key
-
-
-def test_key_from_env() -> None:
-    assert load_hash_key({"MULTINIC_HASH_KEY": "s3cret"}) == b"s3cret"
-
-
-def test_key_from_file_is_stripped(tmp_path: Path) -> None:
-    path = tmp_path / "key"
-    path.write_bytes(b"  file-key\n")
-    assert load_hash_key({"MULTINIC_HASH_KEY_FILE": str(path)}) == b"file-key"
-
-
-def test_file_takes_precedence_over_env(tmp_path: Path) -> None:
-    path = tmp_path / "key"
-    path.write_bytes(b"from-file")
-    assert load_hash_key({"MULTINIC_HASH_KEY_FILE": str(path), "MULTINIC_HASH_KEY": "from-env"}) == b"from-file"
-
-
-def test_a_missing_key_file_is_an_error_not_a_silent_random_key(tmp_path: Path) -> None:
-    with pytest.raises(OSError):
-        load_hash_key({"MULTINIC_HASH_KEY_FILE": str(tmp_path / "absent")})
-
-
-@pytest.mark.parametrize("env", [{}, {"MULTINIC_HASH_KEY": ""}, {"MULTINIC_HASH_KEY_FILE": ""}])
-def test_without_configuration_the_key_is_random_per_call(env: dict[str, str]) -> None:
-    first, second = load_hash_key(env), load_hash_key(env)
-    assert len(first) == len(second) == 32
-    assert first != second
-
-
-def test_reads_the_process_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MULTINIC_HASH_KEY_FILE", raising=False)
-    monkeypatch.setenv("MULTINIC_HASH_KEY", "from-process-env")
-    assert load_hash_key() == b"from-process-env"
-
-
-def test_a_stable_key_gives_a_stable_hash_across_restarts(tmp_path: Path) -> None:
-    path = tmp_path / "key"
-    path.write_bytes(b"stable")
-    spec, creds = build()
-    env = {"MULTINIC_HASH_KEY_FILE": str(path)}
-    assert spec_hash(spec, creds, load_hash_key(env)) == spec_hash(spec, creds, load_hash_key(env))
-
-
-def test_derived_from_the_database_password_when_no_key_is_configured() -> None:
-    first = load_hash_key({}, fallback_secret="db-password-1")
-    assert first == load_hash_key({}, fallback_secret="db-password-1"), "stable across restarts"
-    assert first != load_hash_key({}, fallback_secret="db-password-2")
-    assert b"db-password-1" not in first and len(first) == 32
-    assert load_hash_key({"MULTINIC_HASH_KEY": "explicit"}, fallback_secret="db-password-1") == b"explicit"
+    assert "abcdef0123456789" not in spec_hash(spec, creds, config_uid=UID)

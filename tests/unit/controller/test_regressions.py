@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -71,9 +71,12 @@ def test_whitespace_only_names_are_rejected(doc: dict[str, Any]) -> None:
 
 async def test_413_for_a_large_chunked_body_sent_in_small_pieces() -> None:
     enqueued: list[list[str]] = []
-    endpoint = TriggerEndpoint(
-        "tok", known_keys=lambda: ["a/b"], enqueue=lambda k: enqueued.append(list(k)), ready=lambda: True
-    )
+
+    async def record(keys: Sequence[str], _request_id: str) -> list[str]:
+        enqueued.append(list(keys))
+        return list(keys)
+
+    endpoint = TriggerEndpoint("tok", known_keys=lambda: ["a/b"], record=record, ready=lambda: True)
     app = web.Application()
     endpoint.install(app)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

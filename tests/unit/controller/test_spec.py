@@ -401,3 +401,58 @@ def test_error_classes_are_value_errors() -> None:
     assert issubclass(SpecError, ValueError)
     assert issubclass(CredentialsError, ValueError)
     assert not issubclass(CredentialsError, SpecError)
+
+
+# ---------------------------------------------------------------- Secret references stay in their namespace
+ESCAPES = [
+    "../../kube-system/secrets/admin-token",
+    "..",
+    ".",
+    "a/b",
+    "a%2Fb",
+    "x?watch=true",
+    "x#frag",
+    "Upper",
+    "with space",
+    "-leading-dash",
+    "a" * 254,
+    "é",
+]
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+def test_password_secret_ref_name_must_be_a_secret_name(name: str) -> None:
+    spec = copy.deepcopy(MISSION_EXAMPLE)
+    del spec["credentials"]["password"]
+    spec["credentials"]["passwordSecretRef"] = {"name": name, "key": "password"}
+    with pytest.raises(SpecError, match=r"spec\.credentials\.passwordSecretRef\.name .* is not a valid Secret name"):
+        parse_spec(spec)
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+def test_credentials_secret_ref_name_must_be_a_secret_name(name: str) -> None:
+    spec = {"vmNames": ["vm"], "subnetName": "s", "credentialsSecretRef": {"name": name}}
+    with pytest.raises(SpecError, match=r"spec\.credentialsSecretRef\.name .* is not a valid Secret name"):
+        parse_spec(spec)
+
+
+@pytest.mark.parametrize("key", ["..", ".", "a/b", "pass word", "k" * 254])
+def test_password_secret_ref_key_must_be_a_secret_key(key: str) -> None:
+    spec = copy.deepcopy(MISSION_EXAMPLE)
+    del spec["credentials"]["password"]
+    spec["credentials"]["passwordSecretRef"] = {"name": "ok", "key": key}
+    with pytest.raises(SpecError, match="is not a valid Secret key"):
+        parse_spec(spec)
+
+
+def test_long_hostile_names_are_cut_in_the_message() -> None:
+    spec = {"vmNames": ["vm"], "subnetName": "s", "credentialsSecretRef": {"name": "../" * 500}}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec)
+    assert len(str(caught.value)) < 250
+
+
+@pytest.mark.parametrize("name", ["os-creds", "a", "creds.v2", "a-b.c-d", "x" * 253])
+def test_valid_secret_names_pass(name: str) -> None:
+    spec = {"vmNames": ["vm"], "subnetName": "s", "credentialsSecretRef": {"name": name}}
+    assert parse_spec(spec).credentials_secret == name

@@ -22,6 +22,13 @@ from multinic_ctrl.controller.trigger import (
     parse_duration,
     parse_policy,
 )
+from multinic_ctrl.controller.triggers import (
+    HANDLED_FIELD,
+    TRIGGER_ANNOTATION,
+    pending_trigger,
+    requested_trigger,
+    trigger_patch,
+)
 
 M = dt.timedelta(minutes=1)
 S = dt.timedelta(seconds=1)
@@ -512,3 +519,34 @@ def test_next_due() -> None:
     assert IMM.next_due(anchor) == anchor + 5 * M
     assert SCH.next_due(anchor) == anchor + 15 * M
     assert HOURLY.next_due(anchor) == dt.datetime(2026, 1, 10, 11, 0, tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------- durable webhook requests (on the object)
+
+
+@pytest.mark.parametrize(
+    ("annotation", "handled", "pending"),
+    [
+        (None, None, None),
+        (None, "r1", None),
+        ("r1", None, "r1"),
+        ("r1", "r1", None),
+        ("r2", "r1", "r2"),
+        ("", None, None),
+    ],
+)
+def test_a_request_is_pending_until_status_acknowledges_it(
+    annotation: str | None, handled: str | None, pending: str | None
+) -> None:
+    obj: dict[str, Any] = {"metadata": {"name": "c"}, "status": {}}
+    if annotation is not None:
+        obj["metadata"]["annotations"] = {TRIGGER_ANNOTATION: annotation}
+    if handled is not None:
+        obj["status"][HANDLED_FIELD] = handled
+    assert pending_trigger(obj) == pending
+
+
+def test_the_patch_touches_metadata_only() -> None:
+    patch = trigger_patch("20261202T103000Z-abc")
+    assert patch == {"metadata": {"annotations": {TRIGGER_ANNOTATION: "20261202T103000Z-abc"}}}
+    assert requested_trigger(patch) == "20261202T103000Z-abc"

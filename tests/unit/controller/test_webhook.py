@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,9 @@ class Harness:
     ready: list[bool] = field(default_factory=lambda: [True])
     keys: list[str] = field(default_factory=lambda: list(KEYS))
     seen: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+    vanished: set[str] = field(default_factory=set)
+    record_fails: bool = False
 
     async def post(self, path: str = "/trigger", **kwargs: Any) -> tuple[aiohttp.ClientResponse, Any]:
         return await self.request("POST", path, **kwargs)
@@ -50,15 +53,20 @@ async def make() -> AsyncIterator[Factory]:
     async def factory(token: str = TOKEN, **limits: Any) -> Harness:
         holder: dict[str, Harness] = {}
 
-        def enqueue(keys: Iterable[str]) -> None:
-            holder["h"].enqueued.append(list(keys))
+        async def record(keys: Sequence[str], request_id: str) -> list[str]:
+            h = holder["h"]
+            if h.record_fails:
+                raise RuntimeError("apiserver unavailable: 10.96.0.1:443 refused")
+            h.enqueued.append(list(keys))
+            h.request_ids.append(request_id)
+            return [k for k in keys if k not in h.vanished]
 
         endpoint = TriggerEndpoint(
             token,
             known_keys=lambda: holder["h"].keys,
-            enqueue=enqueue,
+            record=record,
             ready=lambda: holder["h"].ready[0],
-            **({"burst": 1000, "rate": 1000.0} | limits),
+            **({"burst": 1000, "rate": 1000.0, "global_burst": 1000, "global_rate": 1000.0} | limits),
         )
         app = web.Application()
         endpoint.install(app)
@@ -96,7 +104,7 @@ async def test_trigger_all_enqueues_every_known_key_sorted(make: Factory) -> Non
     resp, body = await h.post("/trigger", headers=AUTH)
     assert resp.status == 202
     assert resp.content_type == "application/json"
-    assert body == {"enqueued": ["ns-a/cfg-1", "ns-a/cfg-3", "ns-b/cfg-2"]}
+    assert body == {"enqueued": ["ns-a/cfg-1", "ns-a/cfg-3", "ns-b/cfg-2"], "request": h.request_ids[0]}
     assert h.enqueued == [["ns-a/cfg-1", "ns-a/cfg-3", "ns-b/cfg-2"]]
     assert_token_never_leaked(h)
 
@@ -105,7 +113,7 @@ async def test_trigger_one_config(make: Factory) -> None:
     h = await make()
     resp, body = await h.post("/trigger/ns-b/cfg-2", headers=AUTH)
     assert resp.status == 202
-    assert body == {"enqueued": ["ns-b/cfg-2"]}
+    assert body == {"enqueued": ["ns-b/cfg-2"], "request": h.request_ids[0]}
     assert h.enqueued == [["ns-b/cfg-2"]]
 
 
@@ -113,7 +121,7 @@ async def test_trigger_all_with_no_configs(make: Factory) -> None:
     h = await make()
     h.keys = []
     resp, body = await h.post("/trigger", headers=AUTH)
-    assert (resp.status, body) == (202, {"enqueued": []})
+    assert (resp.status, body["enqueued"]) == (202, [])
 
 
 async def test_known_keys_are_read_per_request(make: Factory) -> None:
@@ -122,7 +130,7 @@ async def test_known_keys_are_read_per_request(make: Factory) -> None:
     assert resp.status == 404
     h.keys.append("ns-new/cfg")
     resp, body = await h.post("/trigger/ns-new/cfg", headers=AUTH)
-    assert (resp.status, body) == (202, {"enqueued": ["ns-new/cfg"]})
+    assert (resp.status, body["enqueued"]) == (202, ["ns-new/cfg"])
 
 
 @pytest.mark.parametrize(
@@ -309,15 +317,57 @@ async def test_429_after_the_burst_with_retry_after(make: Factory) -> None:
     assert_token_never_leaked(h)
 
 
-async def test_unauthenticated_requests_count_against_the_limit(make: Factory) -> None:
-    h = await make(burst=2, rate=0.01)
+async def test_a_flood_of_bad_tokens_does_not_lock_out_the_real_caller(make: Factory) -> None:
+    """Same address (NAT, an ingress): failures have their own budget, successes theirs."""
+    h = await make(failure_burst=2, failure_rate=0.01)
     for _ in range(2):
         resp, _ = await h.post("/trigger", headers={"Authorization": "Bearer wrong"})
         assert resp.status == 401
-    resp, body = await h.post("/trigger", headers=AUTH)
+    resp, body = await h.post("/trigger", headers={"Authorization": "Bearer wrong"})
     assert_error(resp, body, 429)
     assert int(resp.headers["Retry-After"]) >= 1
-    assert h.enqueued == []
+    resp, _ = await h.post("/trigger", headers=AUTH)
+    assert resp.status == 202, "the caller with the token is not locked out"
+    assert len(h.enqueued) == 1
+
+
+async def test_the_global_cap_bounds_all_clients_together(make: Factory) -> None:
+    h = await make(global_burst=3, global_rate=0.01)
+    statuses = [(await h.post("/trigger", headers=AUTH))[0].status for _ in range(4)]
+    assert statuses == [202, 202, 202, 429]
+    # and the failed-authentication cap is separate from the successes'
+    h2 = await make(global_burst=2, global_rate=0.01, failure_burst=100)
+    statuses = [(await h2.post("/trigger", headers={"Authorization": "Bearer x"}))[0].status for _ in range(3)]
+    assert statuses == [401, 401, 429]
+    assert (await h2.post("/trigger", headers=AUTH))[0].status == 202
+
+
+async def test_the_token_is_checked_before_the_body_is_read(make: Factory) -> None:
+    h = await make()
+    resp, body = await h.post("/trigger", headers={"Authorization": "Bearer wrong"}, data=b"z" * (MAX_BODY_BYTES * 4))
+    assert_error(resp, body, 401)
+
+
+async def test_each_request_gets_a_new_id_recorded_with_the_keys(make: Factory) -> None:
+    h = await make()
+    first = (await h.post("/trigger/ns-a/cfg-1", headers=AUTH))[1]["request"]
+    second = (await h.post("/trigger/ns-a/cfg-1", headers=AUTH))[1]["request"]
+    assert first != second and h.request_ids == [first, second]
+
+
+async def test_configs_deleted_meanwhile_are_left_out(make: Factory) -> None:
+    h = await make()
+    h.vanished = {"ns-a/cfg-3"}
+    resp, body = await h.post("/trigger", headers=AUTH)
+    assert resp.status == 202 and body["enqueued"] == ["ns-a/cfg-1", "ns-b/cfg-2"]
+
+
+async def test_503_when_the_request_cannot_be_recorded_and_no_detail_leaks(make: Factory) -> None:
+    h = await make()
+    h.record_fails = True
+    resp, body = await h.post("/trigger", headers=AUTH)
+    assert_error(resp, body, 503)
+    assert "10.96.0.1" not in json.dumps(body)
 
 
 async def test_the_bucket_refills(make: Factory) -> None:
