@@ -57,9 +57,14 @@ def _add_controller(parser: argparse.ArgumentParser) -> None:
         help="true/false: elect one active replica [env LEADER_ELECT; default true in cluster, false locally]",
     )
     ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
-    ctl.add_argument("--openstack-ca-bundle", help="CA bundle for OpenStack TLS [env OPENSTACK_CA_BUNDLE]")
-    ctl.add_argument("--openstack-insecure", help="true: skip OpenStack TLS verification [env OPENSTACK_INSECURE]")
-    ctl.add_argument(
+
+
+def _add_openstack(parser: argparse.ArgumentParser) -> None:
+    """Every command that talks to OpenStack takes the same TLS options (`plan` must see what `run` sees)."""
+    ost = parser.add_argument_group("openstack")
+    ost.add_argument("--openstack-ca-bundle", help="CA bundle for OpenStack TLS [env OPENSTACK_CA_BUNDLE]")
+    ost.add_argument("--openstack-insecure", help="true: skip OpenStack TLS verification [env OPENSTACK_INSECURE]")
+    ost.add_argument(
         "--openstack-allowed-urls",
         help="comma-separated endpoint patterns credentials may be sent to, e.g. https://*.cloud.example "
         "[env OPENSTACK_ALLOWED_URLS; default: any]",
@@ -80,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the OpenstackConfig controller (default)")
     _add_common(run)
     _add_controller(run)
+    _add_openstack(run)
     operator = sub.add_parser("operator", help="run the MultiNicOperator operator")
     _add_common(operator)
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)")
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-n", "--namespace", help="namespace of the config (default: its metadata or 'default')")
     plan.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
     _add_common(plan)
+    _add_openstack(plan)
     sub.add_parser("version", help="print the version")
     return parser
 

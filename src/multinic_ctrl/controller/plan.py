@@ -13,12 +13,12 @@ from typing import Any, TextIO
 
 import yaml
 
+from multinic_ctrl.controller.clients import openstack_client
 from multinic_ctrl.controller.desired import desired_rows
 from multinic_ctrl.controller.resources import SECRETS
 from multinic_ctrl.controller.spec import decode_secret, parse_spec, resolve_credentials
 from multinic_ctrl.db import Database, Repository, RowDiff
 from multinic_ctrl.kube import KubeClient
-from multinic_ctrl.openstack import OpenStackClient
 from multinic_ctrl.settings import Settings
 
 
@@ -52,7 +52,7 @@ async def plan(settings: Settings, path: Path, namespace: str | None) -> tuple[d
             for secret_name in spec.secret_names():
                 secrets[secret_name] = decode_secret(await kube.get(SECRETS, secret_name, ns))
     credentials = resolve_credentials(spec, secrets)
-    async with OpenStackClient() as client:
+    async with openstack_client(settings) as client:
         observation = await client.observe(credentials, spec.vm_names, spec.subnet_name)
     database = Database(settings.database)
     try:

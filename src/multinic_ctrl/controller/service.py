@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from multinic_ctrl.controller.clients import openstack_client
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
 from multinic_ctrl.controller.spec import SpecError, parse_spec
@@ -35,7 +36,6 @@ from multinic_ctrl.kube import (
     split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
-from multinic_ctrl.openstack import EndpointPolicy, HttpSettings, OpenStackClient
 from multinic_ctrl.server import NotReady, ProbeServer
 from multinic_ctrl.settings import Settings
 
@@ -174,10 +174,7 @@ class ControllerService:
         cfg = self.settings.controller
         kubeconfig = str(self.settings.kubeconfig) if self.settings.kubeconfig else None
         self.kube = kube = await KubeClient.from_config(kubeconfig)
-        openstack = OpenStackClient(
-            HttpSettings(ca_bundle=cfg.openstack_ca_bundle, insecure=cfg.openstack_insecure),
-            policy=EndpointPolicy.parse(cfg.openstack_allowed_urls),
-        )
+        openstack = openstack_client(self.settings)
         events = EventRecorder(kube, "multinic-controller")
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
         self.config_informers.extend(Informer(kube, OPENSTACKCONFIGS, namespace=ns) for ns in namespaces)
