@@ -31,6 +31,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     db.add_argument("--db-name", help="database name [env DB_NAME, default multinic]")
     db.add_argument("--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]")
     db.add_argument("--db-pool-size", help="maximum pooled connections [env DB_POOL_SIZE, default 10]")
+    db.add_argument(
+        "--db-ssl-mode",
+        help="disabled, required (encrypted, unverified), verify-ca, verify-identity [env DB_SSL_MODE; default "
+        "verify-identity with a CA, else disabled]",
+    )
+    db.add_argument("--db-ssl-ca", help="CA bundle for MariaDB TLS; enables TLS [env DB_SSL_CA]")
+    db.add_argument("--db-ssl-cert", help="client certificate for MariaDB TLS [env DB_SSL_CERT]")
+    db.add_argument("--db-ssl-key", help="private key of --db-ssl-cert (unencrypted PEM) [env DB_SSL_KEY]")
     obs = parser.add_argument_group("observability")
     obs.add_argument("--probe-port", help="port for /healthz, /readyz, /metrics [env PROBE_PORT, default 8082]")
     obs.add_argument("--probe-address", help="bind address for the probe server [env PROBE_ADDRESS, default 0.0.0.0]")

@@ -9,12 +9,16 @@ in a log line or an exception cannot leak them.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 LogFormat = Literal["json", "console"]
+# MySQL's --ssl-mode values (MariaDB's clients spell the same choices --ssl/--ssl-verify-server-cert).
+DbSslMode = Literal["disabled", "required", "verify-ca", "verify-identity"]
+DB_SSL_MODES: tuple[DbSslMode, ...] = ("disabled", "required", "verify-ca", "verify-identity")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # MISSION.md's documented defaults (the seed's in-cluster values); local runs override them via env or flags.
@@ -43,6 +47,36 @@ class DatabaseSettings:
     name: str = DEFAULT_DB_NAME
     pool_size: int = 10
     connect_timeout: float = 5.0
+    ssl_mode: DbSslMode = "disabled"
+    ssl_ca: str | None = None  # PEM bundle the server's certificate must chain to (system CAs when None)
+    ssl_cert: str | None = None  # client certificate, for servers that authenticate clients by certificate
+    ssl_key: str | None = None  # its private key (unencrypted PEM, e.g. a mounted Secret)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for one new connection, or None for plain text (`disabled`).
+
+        Built from the files each time it is called, so a CA bundle or client certificate rotated in a
+        mounted Secret is used by the next new connection without a restart. Raises `ssl.SSLError`,
+        `OSError` or `ValueError` (encrypted key) when a file cannot be used; `load_settings` calls this
+        once so such problems are reported at start-up, naming the variable.
+        """
+        if self.ssl_mode == "disabled":
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_ca)
+        if self.ssl_mode == "required":
+            # Encrypted but unauthenticated: protects against passive listeners only (the caller warns).
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif self.ssl_mode == "verify-ca":
+            context.check_hostname = False  # the chain is still verified (CERT_REQUIRED)
+        if self.ssl_cert:
+            context.load_cert_chain(self.ssl_cert, self.ssl_key, password=_refuse_passphrase)
+        return context
+
+
+def _refuse_passphrase() -> str:
+    # Without a callback OpenSSL would prompt on the terminal and block the process.
+    raise ValueError("the key is encrypted; give an unencrypted key (protect the file instead)")
 
 
 @dataclass(frozen=True)
@@ -110,6 +144,72 @@ def _read_password(env: Mapping[str, str], flag_file: str | None) -> str:
         return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise SettingsError(file_source, f"cannot read {path}: {exc.strerror}") from None
+
+
+def _existing_file(source: str, raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if not Path(raw).is_file():
+        raise SettingsError(source, f"{raw} does not exist or is not a file")
+    return raw
+
+
+def _database_tls(pick: Any) -> dict[str, Any]:
+    """`DB_SSL_*`: TLS to MariaDB, with MySQL's `--ssl-mode` choices.
+
+    A CA bundle alone means "verify everything" (`verify-identity`): giving a CA is asking for
+    authentication, and a weaker mode must be chosen explicitly. Without a CA the default stays `disabled`
+    (in-cluster databases usually have no certificate); the verify modes then use the system CAs.
+    Contradictions (a CA or client certificate with `disabled`, a CA with `required`, which never looks at
+    it) are refused rather than silently ignored: a security setting that does nothing is worse than an
+    error. Every file is loaded once here, so a wrong path, a non-PEM file or an encrypted key exits 2
+    naming its variable instead of failing each connection later.
+    """
+    ca_src, raw = pick("db_ssl_ca", "DB_SSL_CA")
+    ca = _existing_file(ca_src, raw)
+    cert_src, raw = pick("db_ssl_cert", "DB_SSL_CERT")
+    cert = _existing_file(cert_src, raw)
+    key_src, raw = pick("db_ssl_key", "DB_SSL_KEY")
+    key = _existing_file(key_src, raw)
+    mode_src, raw = pick("db_ssl_mode", "DB_SSL_MODE")
+    mode = (raw or "").strip().lower().replace("_", "-") or ("verify-identity" if ca else "disabled")
+    if mode not in DB_SSL_MODES:
+        raise SettingsError(mode_src, f"{raw!r} is not a TLS mode (expected one of {', '.join(DB_SSL_MODES)})")
+    if bool(cert) != bool(key):
+        given, missing = (cert_src, "DB_SSL_KEY") if cert else (key_src, "DB_SSL_CERT")
+        raise SettingsError(given, f"a client certificate needs both DB_SSL_CERT and DB_SSL_KEY ({missing} is not set)")
+    if mode == "disabled" and (ca or cert):
+        given = ca_src if ca else cert_src
+        raise SettingsError(given, "is set but DB_SSL_MODE is 'disabled'; unset it or choose a TLS mode")
+    if mode == "required" and ca:
+        raise SettingsError(
+            mode_src,
+            "'required' does not verify the server, so DB_SSL_CA would be ignored; use verify-ca or verify-identity",
+        )
+    if mode == "disabled":
+        return {}
+    try:
+        ssl.create_default_context(cafile=ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(ca_src if ca else mode_src, f"cannot load CA certificates: {_ssl_reason(exc)}") from None
+    if cert:
+        try:
+            ssl.create_default_context().load_cert_chain(cert, key, password=_refuse_passphrase)
+        except ValueError as exc:
+            raise SettingsError(key_src, str(exc)) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise SettingsError(
+                cert_src, f"cannot load the client certificate and key: {_ssl_reason(exc)} (PEM files, matching?)"
+            ) from None
+    return {"ssl_mode": mode, "ssl_ca": ca, "ssl_cert": cert, "ssl_key": key}
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc).lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def _parse_bool(source: str, raw: str) -> bool:
@@ -216,6 +316,7 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
     pool_size = _parse_positive_int(src, raw, maximum=200) if raw is not None else 10
     password_file = flags.get("db_password_file")
     password = _read_password(env, str(password_file) if password_file else None)
+    tls = _database_tls(pick)
 
     src, raw = pick("probe_port", "PROBE_PORT")
     probe_port = _parse_port(src, raw) if raw is not None else DEFAULT_PROBE_PORT
@@ -243,7 +344,9 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
     kubeconfig = Path(raw.split(os.pathsep)[0]) if raw else None
 
     return Settings(
-        database=DatabaseSettings(host=host, port=port, user=user, password=password, name=name, pool_size=pool_size),
+        database=DatabaseSettings(
+            host=host, port=port, user=user, password=password, name=name, pool_size=pool_size, **tls
+        ),
         probe_port=probe_port,
         probe_address=probe_address,
         log_format=log_format,  # type: ignore[arg-type]

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from multinic_ctrl.cli import main
 from multinic_ctrl.settings import SettingsError, load_settings
+from tests.fakes.openstack.tls import make_self_signed
 
 
 @pytest.mark.parametrize(
@@ -43,6 +46,7 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         defaults.database.user,
         defaults.database.name,
     ) == ("110.0.0.101", 30306, "root", "multinic")
+    assert (defaults.database.ssl_mode, defaults.database.ssl_context()) == ("disabled", None)
     assert defaults.probe_port == 8082 and defaults.log_format == "console"
     assert load_settings({}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).log_format == "json"
     s = load_settings({"db_port": "3307", "db_host": None}, {"DB_PORT": "3306", "DB_HOST": "db"})
@@ -95,3 +99,107 @@ def test_leader_election_defaults_follow_the_run_mode() -> None:
     )
     with pytest.raises(SettingsError, match="LEADER_ELECT: 'maybe' is not a boolean"):
         load_settings({}, {"LEADER_ELECT": "maybe"})
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """A CA (also usable as a client certificate with its key), a second key, an encrypted key, a non-PEM file."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = make_self_signed(tmp_path / "a"), make_self_signed(tmp_path / "b")
+    key = serialization.load_pem_private_key(first.key_file.read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    return {
+        "ca": str(first.cert_file),
+        "key": str(first.key_file),
+        "other_key": str(second.key_file),
+        "encrypted_key": str(encrypted),
+        "junk": str(junk),
+        "dir": str(tmp_path),
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "flags", "source", "fragment"),
+    [
+        ({"DB_SSL_MODE": "preferred"}, {}, "DB_SSL_MODE", "'preferred' is not a TLS mode (expected one of disabled,"),
+        ({}, {"db_ssl_mode": "on"}, "--db-ssl-mode", "'on' is not a TLS mode"),
+        ({"DB_SSL_CA": "/nonexistent/ca.pem"}, {}, "DB_SSL_CA", "/nonexistent/ca.pem does not exist"),
+        ({"DB_SSL_CA": "{dir}"}, {}, "DB_SSL_CA", "is not a file"),
+        ({"DB_SSL_CA": "{junk}"}, {}, "DB_SSL_CA", "cannot load CA certificates: no certificate or crl found"),
+        ({}, {"db_ssl_ca": "{junk}"}, "--db-ssl-ca", "cannot load CA certificates"),
+        ({"DB_SSL_CA": "{ca}", "DB_SSL_MODE": "disabled"}, {}, "DB_SSL_CA", "DB_SSL_MODE is 'disabled'"),
+        ({"DB_SSL_CERT": "{ca}", "DB_SSL_KEY": "{key}"}, {}, "DB_SSL_CERT", "DB_SSL_MODE is 'disabled'"),
+        ({"DB_SSL_CA": "{ca}", "DB_SSL_MODE": "required"}, {}, "DB_SSL_MODE", "use verify-ca or verify-identity"),
+        ({"DB_SSL_CA": "{ca}", "DB_SSL_CERT": "{ca}"}, {}, "DB_SSL_CERT", "(DB_SSL_KEY is not set)"),
+        ({"DB_SSL_CA": "{ca}", "DB_SSL_KEY": "{key}"}, {}, "DB_SSL_KEY", "(DB_SSL_CERT is not set)"),
+        (
+            {"DB_SSL_CA": "{ca}", "DB_SSL_CERT": "{ca}", "DB_SSL_KEY": "{other_key}"},
+            {},
+            "DB_SSL_CERT",
+            "cannot load the client certificate and key",
+        ),
+        (
+            {"DB_SSL_CA": "{ca}", "DB_SSL_CERT": "{ca}", "DB_SSL_KEY": "{encrypted_key}"},
+            {},
+            "DB_SSL_KEY",
+            "the key is encrypted",
+        ),
+    ],
+)
+def test_invalid_database_tls_settings_name_their_source(
+    tls_files: dict[str, str], env: dict[str, str], flags: dict[str, object], source: str, fragment: str
+) -> None:
+    env = {k: v.format(**tls_files) for k, v in env.items()}
+    flags = {k: str(v).format(**tls_files) for k, v in flags.items()}
+    with pytest.raises(SettingsError) as info:
+        load_settings(flags, env)
+    assert info.value.source == source
+    assert fragment in str(info.value)
+
+
+def test_database_tls_modes_follow_mysql_conventions(tls_files: dict[str, str]) -> None:
+    ca = tls_files["ca"]
+    db = load_settings({}, {"DB_SSL_CA": ca}).database
+    assert (db.ssl_mode, db.ssl_ca) == ("verify-identity", ca), "a CA alone verifies everything"
+    context = db.ssl_context()
+    assert context is not None and context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+
+    db = load_settings({"db_ssl_mode": "VERIFY_CA"}, {"DB_SSL_CA": ca, "DB_SSL_MODE": "verify-identity"}).database
+    assert db.ssl_mode == "verify-ca", "flags win; MySQL's upper-case spelling is accepted"
+    context = db.ssl_context()
+    assert context is not None and not context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
+
+    db = load_settings({}, {"DB_SSL_MODE": "required"}).database
+    context = db.ssl_context()
+    assert context is not None and not context.check_hostname and context.verify_mode == ssl.CERT_NONE
+
+    db = load_settings({}, {"DB_SSL_MODE": "verify-identity"}).database
+    assert db.ssl_ca is None and db.ssl_context() is not None, "without a CA the system CAs are used"
+
+    db = load_settings({}, {"DB_SSL_CA": ca, "DB_SSL_CERT": ca, "DB_SSL_KEY": tls_files["key"]}).database
+    assert (db.ssl_cert, db.ssl_key) == (ca, tls_files["key"])
+    assert db.ssl_context() is not None
+    assert tls_files["key"] in repr(db), "paths are not secrets; the password stays out of repr"
+
+
+def test_cli_tls_mode_error_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_SSL_MODE", "preferred")
+    with pytest.raises(SystemExit) as info:
+        main(["migrate"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "multinic-ctrl: error: DB_SSL_MODE: 'preferred' is not a TLS mode "
+        "(expected one of disabled, required, verify-ca, verify-identity)"
+    ]
