@@ -27,7 +27,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     db = parser.add_argument_group("database (flags override DB_* environment variables)")
     db.add_argument("--db-host", help="MariaDB host [env DB_HOST, default 110.0.0.101]")
     db.add_argument("--db-port", help="MariaDB port [env DB_PORT, default 30306]")
-    db.add_argument("--db-user", help="MariaDB user [env DB_USER, default root]")
+    db.add_argument("--db-user", help="MariaDB user [env DB_USER, default multinic]")
     db.add_argument("--db-name", help="database name [env DB_NAME, default multinic]")
     db.add_argument("--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]")
     db.add_argument("--db-pool-size", help="maximum pooled connections [env DB_POOL_SIZE, default 10]")

@@ -24,7 +24,8 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # MISSION.md's documented defaults (the seed's in-cluster values); local runs override them via env or flags.
 DEFAULT_DB_HOST = "110.0.0.101"
 DEFAULT_DB_PORT = 30306
-DEFAULT_DB_USER = "root"
+# An application user: `root` would give the controller (and anyone holding its Secret) every database.
+DEFAULT_DB_USER = "multinic"
 DEFAULT_DB_NAME = "multinic"
 DEFAULT_PROBE_PORT = 8082
 

@@ -45,7 +45,7 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
         defaults.database.port,
         defaults.database.user,
         defaults.database.name,
-    ) == ("110.0.0.101", 30306, "root", "multinic")
+    ) == ("110.0.0.101", 30306, "multinic", "multinic")
     assert (defaults.database.ssl_mode, defaults.database.ssl_context()) == ("disabled", None)
     assert defaults.probe_port == 8082 and defaults.log_format == "console"
     assert load_settings({}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).log_format == "json"
