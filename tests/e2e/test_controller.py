@@ -32,6 +32,7 @@ async def test_lifecycle_create_edit_noop_delete(env: Env) -> None:
         "CredentialsValid": "True",
         "SubnetFound": "True",
         "AllVMsFound": "True",
+        "SecureTransport": "False",  # the simulator speaks plain HTTP: a warning, not a failure
     }
     (row1,) = await env.agent_rows("test-vm-1")
     assert (row1["macaddress"], row1["address"], row1["mtu"], row1["cidr"]) == (

@@ -130,7 +130,8 @@ async def test_scheduled_with_immediate_on_cr_change_and_live_mode_switch(env: E
     await env.wait_status("cfg", lambda s: s.get("phase") == "Pending", "pending for webhook")
     assert observes(env) == 1
     code, body = await env.http("POST", f"/trigger/{env.namespace}/cfg", headers=TOKEN)
-    assert (code, body) == (202, {"enqueued": [f"{env.namespace}/cfg"]})
+    assert (code, body["enqueued"]) == (202, [f"{env.namespace}/cfg"])
+    assert set(body) == {"enqueued", "request"} and body["request"]
     await env.wait_status(
         "cfg", lambda s: synced(s) and s.get("vms", [{}])[0].get("name") == "test-vm-2", "synced by webhook"
     )
