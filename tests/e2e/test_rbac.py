@@ -1,13 +1,14 @@
 """The controller works with exactly the permissions manifests/rbac grants - and no more.
 
-The controller runs in-process as the ServiceAccount of `controller.yaml` on the real apiserver. The run drives
-every path that needs a permission, the rare ones included: the Lease is created (only when none exists), renewed
-and released; a config is read back with GET (only after its finalizer patch met a 409 Conflict, provoked here by
-a concurrent edit); an Event is patched (only when it repeats, provoked by rotating the credentials Secret to a
-wrong password and back, twice); a webhook trigger is recorded on the config and acknowledged in its status; the
-config is deleted and its finalizer removed. Then the apiserver's audit log is compared with the manifest: every
-granted (scope, apiGroup, resource, verb) was used by the ServiceAccount at least once, every request it made is
-covered by a grant, and none was denied.
+Two identities are proven, each by running the controller in-process as its ServiceAccount on the real apiserver:
+`controller.yaml` (cluster-wide) and the `namespaced/` kustomize overlay (Secrets and Events granted only in the
+namespaces of WATCH_NAMESPACES). The run drives every path that needs a permission, the rare ones included: the
+Lease is created (only when none exists), renewed and released; a config is read back with GET (only after its
+finalizer patch met a 409 Conflict, provoked here by a concurrent edit); an Event is patched (only when it
+repeats, provoked by rotating the credentials Secret to a wrong password and back, twice); a webhook trigger is
+recorded on the config and acknowledged in its status; the config is deleted and its finalizer removed. Then the
+apiserver's audit log is compared with the manifest: every granted (scope, apiGroup, resource, verb) was used by
+the ServiceAccount at least once, every request it made is covered by a grant, and none was denied.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ from tests.support.control_plane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 
-CLUSTER_WIDE = Path(__file__).resolve().parents[2] / "manifests" / "rbac" / "controller.yaml"
-#: The namespace as the manifest ships it; tests move it to their own namespaces.
+RBAC_DIR = Path(__file__).resolve().parents[2] / "manifests" / "rbac"
+CLUSTER_WIDE = RBAC_DIR / "controller.yaml"
+NAMESPACED = RBAC_DIR / "namespaced"
+#: Namespaces as the manifests ship them; tests move them to their own namespaces.
 MANIFEST_NAMESPACE = "multinic-system"
+EXAMPLE_WATCHED_NAMESPACE = "team-a"
 SA_NAME = "multinic-controller"
 LEASE_NAME = "multinic-controller"
 CLUSTER = "(cluster)"
@@ -55,6 +59,10 @@ def relocate(docs: Iterable[Mapping[str, Any]], moves: Mapping[str, str]) -> lis
                 subject["namespace"] = moves[subject["namespace"]]
         moved.append(doc)
     return moved
+
+
+def build_namespaced(cp: ControlPlane) -> list[dict[str, Any]]:
+    return load(cp.kubectl("kustomize", str(NAMESPACED)).stdout)
 
 
 @dataclass(frozen=True, order=True)
@@ -365,3 +373,64 @@ async def test_controller_runs_as_its_least_privilege_service_account(
     used = {(g.resource, g.verb) for g in result.grants if result.used[g]}
     assert {("openstackconfigs/status", "patch"), ("events", "create"), ("events", "patch")} <= used
     assert {("leases", "create"), ("leases", "update"), ("openstackconfigs", "get")} <= used
+
+
+async def test_namespaced_overlay_confines_secrets_and_events_to_watched_namespaces(
+    env: Env, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """namespaced/: WATCH_NAMESPACES=<the test namespace>, controller and Lease in a namespace of their own."""
+    await env.stop()
+    watched, home = env.namespace, f"{env.namespace}-ctl"
+    control_plane.kubectl("create", "namespace", home)
+    try:
+        docs = relocate(build_namespaced(control_plane), {MANIFEST_NAMESPACE: home, EXAMPLE_WATCHED_NAMESPACE: watched})
+        with applied(control_plane, docs):
+
+            def can(verb: str, resource: str, namespace: str | None) -> bool:
+                return can_i(control_plane, home, verb, resource, namespace)
+
+            assert can("get", "secrets", watched) and can("create", "events", watched)
+            for elsewhere in (home, "default", None):
+                assert not can("get", "secrets", elsewhere), f"Secrets readable in {elsewhere or 'all namespaces'}"
+                assert not can("list", "secrets", elsewhere) and not can("create", "events", elsewhere)
+            assert can("list", "openstackconfigs.multinic.example.com", None), "configs stay cluster-wide"
+
+            kubeconfig = control_plane.service_account_kubeconfig(home, SA_NAME, create=False)
+            env.settings = replace(env.settings, kubeconfig=kubeconfig, namespaces=(watched,))
+            await exercise_every_permission(env, monkeypatch, lease_namespace=home, policy_namespace=home)
+            result = assert_least_privilege(control_plane, docs, home)
+        assert {g.scope for g in result.grants if g.resource in ("secrets", "events")} == {watched}
+    finally:
+        control_plane.kubectl("delete", "namespace", home, "--wait=false", check=False)
+
+
+def test_manifests_build_and_pass_server_side_dry_run(control_plane: ControlPlane, namespace: str) -> None:
+    """The shipped manifests as `kubectl` sees them, and every object accepted by the real apiserver."""
+    # The overlay's base is a verbatim copy (kustomize loads nothing from a parent directory).
+    assert (NAMESPACED / "controller.yaml").read_text() == CLUSTER_WIDE.read_text(), (
+        "manifests/rbac/namespaced/controller.yaml differs from manifests/rbac/controller.yaml: copy it over"
+    )
+    # `kubectl apply -f manifests/rbac/` (make deploy) applies controller.yaml and nothing of the overlay.
+    listed = control_plane.kubectl("apply", "--dry-run=client", "-o", "name", "-f", str(RBAC_DIR)).stdout.split()
+    expected = [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in load(CLUSTER_WIDE.read_text())]
+    kinds_and_names = (line.split("/", 1) for line in listed)  # "clusterrole.rbac.authorization.k8s.io/NAME"
+    assert sorted(f"{kind.split('.')[0]}/{name}" for kind, name in kinds_and_names) == sorted(expected)
+
+    base = {(d["kind"], d["metadata"]["name"]) for d in load(CLUSTER_WIDE.read_text())}
+    built = build_namespaced(control_plane)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in built}
+    assert kinds == base - {("ClusterRoleBinding", "multinic-controller-secrets-events")} | {
+        ("RoleBinding", "multinic-controller-secrets-events")
+    }
+    # Same rules, only the scope of the Secret/Event grants differs.
+    cluster = grants_of(load(CLUSTER_WIDE.read_text()), MANIFEST_NAMESPACE)
+    overlay = grants_of(built, MANIFEST_NAMESPACE)
+    assert {replace(g, scope=CLUSTER) for g in overlay} == {replace(g, scope=CLUSTER) for g in cluster}
+    assert {g.scope for g in overlay if g.resource in ("secrets", "events")} == {EXAMPLE_WATCHED_NAMESPACE}
+
+    # Server-side dry run (schema, admission, RBAC escalation checks). The shipped namespaces are moved to this
+    # test's namespace: a dry run needs them to exist, and the shared control plane must not get multinic-system.
+    for docs in (load(CLUSTER_WIDE.read_text()), built):
+        moved = relocate(docs, {MANIFEST_NAMESPACE: namespace, EXAMPLE_WATCHED_NAMESPACE: namespace})
+        out = control_plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump_all(moved))
+        assert out.stdout.count("(server dry run)") == len(moved), out.stdout
