@@ -12,51 +12,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from multinic_ctrl.kube.conditions import Condition as Condition  # re-exported: the reconciler builds them
+from multinic_ctrl.kube.conditions import merge_conditions as _merge
+from multinic_ctrl.kube.conditions import rfc3339 as rfc3339
 from multinic_ctrl.openstack import Observation
 
 PENDING, SYNCED, ERROR = "Pending", "Synced", "Error"
 
 
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class Condition:
-    type: str
-    status: bool
-    reason: str
-    message: str
+CONDITION_ORDER = ("Ready", "CredentialsValid", "SubnetFound", "AllVMsFound", "SecureTransport")
 
 
 def merge_conditions(
     previous: Sequence[Mapping[str, Any]] | None, new: Sequence[Condition], *, generation: int, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    old = {c.get("type"): c for c in previous or ()}
-    merged = []
-    for cond in new:
-        status = "True" if cond.status else "False"
-        prior = old.get(cond.type)
-        since = prior.get("lastTransitionTime") if prior and prior.get("status") == status else None
-        merged.append(
-            {
-                "type": cond.type,
-                "status": status,
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": since or rfc3339(now),
-                "observedGeneration": generation,
-            }
-        )
-    # Conditions this update does not speak about (e.g. SubnetFound after an auth failure) keep their value.
-    spoken = {c.type for c in new}
-    merged.extend(dict(c) for t, c in old.items() if t not in spoken)
-    order = ["Ready", "CredentialsValid", "SubnetFound", "AllVMsFound", "SecureTransport"]
-    merged.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else len(order))
-    return merged
+    """`kube.conditions.merge_conditions` in this resource's condition order (conditions not spoken about, e.g.
+    SubnetFound after an auth failure, keep their value)."""
+    return _merge(previous, new, generation=generation, now=now, order=CONDITION_ORDER)
 
 
 def vm_report(observation: Observation, conflicts: Mapping[str, str]) -> list[dict[str, Any]]:
