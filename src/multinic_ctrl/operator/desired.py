@@ -9,7 +9,7 @@ Invariants:
 * **no secret in any of them** - the credentials Secret is built separately (`credentials.credentials_secret`)
   because it is created once and never re-applied; everything here refers to passwords by Secret name and key.
 
-`managed_kinds` lists what the reconciler must watch and clean up.
+`MANAGED_KINDS` lists what the reconciler must watch and clean up.
 """
 
 from __future__ import annotations
