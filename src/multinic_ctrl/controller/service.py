@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -32,7 +33,6 @@ from multinic_ctrl.kube import (
     Supervisor,
     identity_only,
     is_not_found,
-    object_key,
     split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
@@ -77,6 +77,19 @@ def _spec_or_meta_changed(old: JsonObj | None, new: JsonObj) -> bool:
         or o.get("finalizers") != n.get("finalizers")
         or requested_trigger(old) != requested_trigger(new)
     )
+
+
+SECRET_INDEX = "secrets"  # noqa: S105 - an index name, not a credential
+
+
+def referenced_secrets(obj: Mapping[str, Any]) -> list[str]:
+    """Index function: `namespace/name` of each Secret a config references (none for a spec that does not parse)."""
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    try:
+        names = parse_spec(obj.get("spec")).secret_names()
+    except SpecError:
+        return []
+    return [f"{namespace}/{name}" for name in sorted(names)]
 
 
 def _secret_changed(old: JsonObj | None, new: JsonObj) -> bool:
@@ -157,18 +170,23 @@ class ControllerService:
                 self.controller.queue.add(key)
 
     def _configs_using_secret(self, secret: JsonObj) -> list[str]:
+        """The configs that reference `secret`: an index lookup, O(1) per event.
+
+        Runs for every Secret event - a relist of N Secrets calls it N times on the event loop - so it must not
+        scan (or copy, or parse) the configs: the `secrets` index is kept up to date as configs change.
+        """
         meta = secret.get("metadata") or {}
-        namespace, name = meta.get("namespace"), meta.get("name")
-        keys = []
-        for obj in self.configs.objects():
-            if (obj.get("metadata") or {}).get("namespace") != namespace:
-                continue
-            try:
-                if name in parse_spec(obj.get("spec")).secret_names():
-                    keys.append(object_key(obj))
-            except SpecError:
-                continue
-        return keys
+        ref = f"{meta.get('namespace')}/{meta.get('name')}"
+        return [key for informer in self.config_informers for key in informer.store.index_keys(SECRET_INDEX, ref)]
+
+    def make_config_informers(self, kube: KubeClient, namespaces: Sequence[str | None]) -> list[Informer]:
+        """One OpenstackConfig informer per watched namespace, indexed by the Secrets each config references."""
+        informers = [
+            Informer(kube, OPENSTACKCONFIGS, namespace=ns, indexers={SECRET_INDEX: referenced_secrets})
+            for ns in namespaces
+        ]
+        self.config_informers.extend(informers)
+        return informers
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.settings.controller
@@ -177,7 +195,7 @@ class ControllerService:
         openstack = openstack_client(self.settings)
         events = EventRecorder(kube, "multinic-controller")
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
-        self.config_informers.extend(Informer(kube, OPENSTACKCONFIGS, namespace=ns) for ns in namespaces)
+        self.make_config_informers(kube, namespaces)
         self.secret_informers = secret_informers = [
             Informer(kube, SECRET_METADATA, namespace=ns, transform=identity_only) for ns in namespaces
         ]

@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 _MIN_HEALTHY_WATCH = 1.0
 """A stream closed sooner than this (seconds) without a single line counts as a failure (→ backoff)."""
 
+_RELIST_YIELD_EVERY = 128
+"""Items dispatched between two yields to the event loop during a relist."""
+
 AddHandler = Callable[[JsonObj], Awaitable[None] | None]
 UpdateHandler = Callable[[JsonObj, JsonObj], Awaitable[None] | None]
 DeleteHandler = Callable[[JsonObj], Awaitable[None] | None]
@@ -214,7 +217,11 @@ class Informer:
         api_version = self.resource.api_version
         seen: set[str] = set()
         added = updated = deleted = 0
-        for obj in items:
+        for position, obj in enumerate(items):
+            if position and position % _RELIST_YIELD_EVERY == 0:
+                # A relist dispatches every item without any I/O in between: without a yield, 10,000 Secrets
+                # would hold the event loop for the whole batch and starve lease renewal and probes.
+                await asyncio.sleep(0)
             # list items carry no apiVersion/kind; fill them so handlers see the same shape as watch events
             obj.setdefault("apiVersion", api_version)
             if self.resource.kind:
@@ -234,7 +241,9 @@ class Informer:
             else:
                 updated += 1
                 await self._dispatch_update(old, obj)
-        for key in list(self.store):
+        for position, key in enumerate(list(self.store)):
+            if position and position % _RELIST_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             if key not in seen:
                 old = self.store.remove(key)
                 if old is not None:
