@@ -35,6 +35,11 @@ RECONCILE_TOTAL = Counter(
     ["result", "trigger"],
     registry=REGISTRY,
 )
+ORPHANS_COLLECTED = Counter(
+    "multinic_orphaned_configs_collected_total",
+    "Configs that no longer exist whose leftover rows and state were removed (deleted without cleanup).",
+    registry=REGISTRY,
+)
 ACTIVE_DB_CONNECTIONS = Gauge(
     "multinic_active_db_connections",
     "Database connections currently checked out of the pool.",

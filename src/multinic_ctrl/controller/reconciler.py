@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import structlog
 
 from multinic_ctrl import metrics
@@ -43,11 +44,19 @@ from multinic_ctrl.controller.status import (
     without_volatile,
 )
 from multinic_ctrl.controller.trigger import Decision, TriggerPolicy, decide, format_duration
-from multinic_ctrl.controller.triggers import HANDLED_FIELD, TriggerState, pending_trigger, requested_trigger
+from multinic_ctrl.controller.triggers import (
+    HANDLED_FIELD,
+    TriggerState,
+    new_request_id,
+    pending_trigger,
+    requested_trigger,
+    trigger_patch,
+)
 from multinic_ctrl.db import ApplyResult, DatabaseError, Repository
 from multinic_ctrl.db.repository import CrState
 from multinic_ctrl.kube import (
     DONE,
+    ApiError,
     EventRecorder,
     InvalidObjectName,
     KubeClient,
@@ -108,6 +117,8 @@ class ReconcilerDeps:
     triggers: TriggerState
     clock: Callable[[], dt.datetime] = _utcnow
     error_retry: dt.timedelta = ERROR_RETRY
+    blocked_by: Callable[[str], list[str]] = lambda _key: []
+    """Keys of configs whose status reports a port conflict with the config `key` (an informer index)."""
 
 
 class OpenstackConfigReconciler:
@@ -126,6 +137,8 @@ class OpenstackConfigReconciler:
                 log.info(
                     "Removed rows of a config deleted without cleanup", namespace=namespace, name=name, removed=removed
                 )
+                metrics.ORPHANS_COLLECTED.inc()
+                await self._release_conflicts(key)
             return DONE
         if is_being_deleted(obj):
             return await self._delete(obj, namespace, name)
@@ -144,6 +157,42 @@ class OpenstackConfigReconciler:
                 obj, "DatabaseUnavailable", message, [Condition("Ready", False, "DatabaseUnavailable", message)]
             )
             raise
+        except (OpenStackError, ApiError, aiohttp.ClientError, OSError, TimeoutError):
+            raise  # transient (OpenStack's already in status): the queue retries with backoff
+        except Exception as exc:
+            return await self._unexpected(obj, exc)
+
+    async def _release_conflicts(self, key: str) -> None:
+        """Configs that could not take a port because `key` owned it get a durable trigger request now that
+        `key` let rows go: they re-observe in every trigger mode and take the port over (the node would
+        otherwise keep no row for it until someone touched them)."""
+        waiting = [k for k in self.d.blocked_by(key) if k != key]
+        if not waiting:
+            return
+        request_id = new_request_id()
+        for other in waiting:
+            other_ns, other_name = split_key(other)
+            try:
+                await self.d.kube.patch(OPENSTACKCONFIGS, other_name, trigger_patch(request_id), other_ns)
+            except Exception as exc:
+                if not is_not_found(exc):
+                    raise
+        log.info("Port conflicts released; waiting configs triggered", owner=key, configs=waiting, request=request_id)
+
+    async def _unexpected(self, obj: Mapping[str, Any], exc: Exception) -> Result:
+        """Bad input nobody foresaw (a malformed port, a Secret we cannot read...) must end in status, with an
+        Event and a bounded retry - never in silent exponential backoff with nothing to see for the user.
+
+        The message names only the exception type: its text may quote input, and status is widely readable.
+        """
+        meta = obj.get("metadata") or {}
+        log.exception(
+            "Reconcile failed unexpectedly", namespace=meta.get("namespace"), name=meta.get("name"), error=str(exc)
+        )
+        message = f"Reconcile failed unexpectedly ({type(exc).__name__}); the controller log has the details"
+        await self._write_error(obj, "InternalError", message, [Condition("Ready", False, "InternalError", message)])
+        metrics.RECONCILE_TOTAL.labels(result="error", trigger="internal").inc()
+        return Result(requeue_after=self.d.error_retry.total_seconds())
 
     # ------------------------------------------------------------------------------------------ delete
     async def _delete(self, obj: Mapping[str, Any], namespace: str, name: str) -> Result:
@@ -151,6 +200,8 @@ class OpenstackConfigReconciler:
             return DONE
         # Raises when MariaDB is unreachable: the finalizer stays and the queue retries with backoff.
         removed = await self.d.repo.remove(namespace, name)
+        if removed:
+            await self._release_conflicts(f"{namespace}/{name}")
         await remove_finalizer(self.d.kube, OPENSTACKCONFIGS, name, FINALIZER, namespace=namespace, obj=obj)
         log.info("Config deleted; interface rows removed", namespace=namespace, name=name, removed=removed)
         metrics.RECONCILE_TOTAL.labels(result="success", trigger="delete").inc()
@@ -217,6 +268,8 @@ class OpenstackConfigReconciler:
         desired = desired_rows(observation)
         result = await self.d.repo.apply(namespace, name, desired, spec_hash=digest, synced_at=now)  # raises: backoff
         await self._write_synced(obj, spec, observation, result, now, decision)
+        if result.diff.removed:
+            await self._release_conflicts(f"{namespace}/{name}")
         bound.info(
             "Reconcile completed successfully",
             triggerMode=mode,

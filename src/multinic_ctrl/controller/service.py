@@ -92,6 +92,21 @@ def referenced_secrets(obj: Mapping[str, Any]) -> list[str]:
     return [f"{namespace}/{name}" for name in sorted(names)]
 
 
+CONFLICT_INDEX = "conflicts"
+
+
+def blocking_owners(obj: Mapping[str, Any]) -> list[str]:
+    """Index function: the configs owning ports this config reported as conflicts (from its status)."""
+    owners = {
+        str(interface["ownedBy"])
+        for vm in (obj.get("status") or {}).get("vms") or ()
+        if isinstance(vm, Mapping)
+        for interface in vm.get("interfaces") or ()
+        if isinstance(interface, Mapping) and interface.get("ownedBy")
+    }
+    return sorted(owners)
+
+
 def _secret_changed(old: JsonObj | None, new: JsonObj) -> bool:
     """Secrets are watched as metadata only: any write (data included) moves the resourceVersion."""
     if old is None:
@@ -179,10 +194,49 @@ class ControllerService:
         ref = f"{meta.get('namespace')}/{meta.get('name')}"
         return [key for informer in self.config_informers for key in informer.store.index_keys(SECRET_INDEX, ref)]
 
+    def _blocked_by(self, owner: str) -> list[str]:
+        """Configs whose status reports a port conflict with `owner` (looked up in every watched namespace)."""
+        return sorted(
+            {key for informer in self.config_informers for key in informer.store.index_keys(CONFLICT_INDEX, owner)}
+        )
+
+    async def _collect_orphans(self) -> None:
+        """Rows are removed when their config's key is processed; a config deleted while the controller was
+        gone (or whose finalizer was removed by hand) is never processed again. So, once the caches have synced
+        and while leading, compare the configs that have rows or state with the cache and queue the missing
+        ones: the reconciler removes their rows as for any config that is gone. Repeated every resync."""
+        while True:  # ends by cancellation at shutdown (returning early would count as a dead task)
+            if self.synced and self.controller is not None and (self.elector is None or self.elector.is_leader):
+                watched = set(self.settings.namespaces)
+                try:
+                    stored = await Repository(self.database).config_keys()
+                except Exception as exc:  # MariaDB down: the next round tries again; reconciles report it
+                    log.warning("Orphan check skipped: database unavailable", error=str(exc))
+                else:
+                    orphans = [
+                        f"{ns}/{name}"
+                        for ns, name in stored
+                        if (not watched or ns in watched)
+                        and not any(f"{ns}/{name}" in informer.store for informer in self.config_informers)
+                    ]
+                    if orphans:
+                        log.info("Rows of configs that no longer exist found; removing", configs=orphans)
+                    for key in orphans:
+                        self.controller.queue.add(key)
+                delay = self.settings.controller.resync_seconds
+            else:
+                delay = 1.0  # not synced or not leading yet: look again soon
+            await asyncio.sleep(delay)
+
     def make_config_informers(self, kube: KubeClient, namespaces: Sequence[str | None]) -> list[Informer]:
         """One OpenstackConfig informer per watched namespace, indexed by the Secrets each config references."""
         informers = [
-            Informer(kube, OPENSTACKCONFIGS, namespace=ns, indexers={SECRET_INDEX: referenced_secrets})
+            Informer(
+                kube,
+                OPENSTACKCONFIGS,
+                namespace=ns,
+                indexers={SECRET_INDEX: referenced_secrets, CONFLICT_INDEX: blocking_owners},
+            )
             for ns in namespaces
         ]
         self.config_informers.extend(informers)
@@ -208,6 +262,7 @@ class ControllerService:
                 events=events,
                 triggers=self.triggers,
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
+                blocked_by=self._blocked_by,
             )
         )
         self.controller = controller = Controller(
@@ -242,6 +297,7 @@ class ControllerService:
             await migrate_until_done(self.settings.database, stop)
             if stop.is_set():
                 return
+            sup.spawn("orphan-collector", self._collect_orphans())
             if cfg.leader_elect:
                 self.elector = LeaderElector(
                     kube, name=cfg.leader_election_name, namespace=cfg.leader_election_namespace

@@ -154,15 +154,16 @@ def resolve_credentials(spec: ConfigSpec, secrets: Mapping[str, Mapping[str, str
         data = secrets.get(spec.credentials_secret)
         if data is None:
             raise CredentialsError(f"Secret '{spec.credentials_secret}' (spec.credentialsSecretRef) not found")
-        merged.update({k: v for k, v in data.items() if k in _CREDENTIAL_FIELDS or k == "password"})
+        for key in [*_CREDENTIAL_FIELDS, "password"]:
+            value = _value(spec.credentials_secret, data, key, required=False)
+            if value is not None:
+                merged[key] = value
     merged.update(spec.credentials)
     if spec.password_ref:
         data = secrets.get(spec.password_ref.name)
         if data is None:
             raise CredentialsError(f"Secret '{spec.password_ref.name}' (passwordSecretRef) not found")
-        if spec.password_ref.key not in data:
-            raise CredentialsError(f"Secret '{spec.password_ref.name}' has no key '{spec.password_ref.key}'")
-        merged["password"] = data[spec.password_ref.key]
+        merged["password"] = str(_value(spec.password_ref.name, data, spec.password_ref.key, required=True))
     for required in ("authURL", "username", "password"):
         if not merged.get(required):
             where = f" in Secret '{spec.credentials_secret}'" if spec.credentials_secret else ""
@@ -173,8 +174,38 @@ def resolve_credentials(spec: ConfigSpec, secrets: Mapping[str, Mapping[str, str
     return Credentials(password=merged["password"], **kwargs)
 
 
-def decode_secret(secret: Mapping[str, Any]) -> dict[str, str]:
+class SecretData(dict[str, str]):
+    """A Secret's text values; `unreadable` names the keys whose values are not base64 of UTF-8 text.
+
+    Secrets often hold binary values (TLS keys, keytabs) next to the ones we read: those must not break a
+    reconcile, and a key we need that is not text must be reported as such, not as missing.
+    """
+
+    unreadable: frozenset[str] = frozenset()
+
+
+def decode_secret(secret: Mapping[str, Any]) -> SecretData:
     """A Secret object's data, base64-decoded (stringData too, for objects not yet round-tripped)."""
-    data = {k: base64.b64decode(v).decode("utf-8") for k, v in (secret.get("data") or {}).items()}
-    data.update(secret.get("stringData") or {})
+    data = SecretData()
+    unreadable = set()
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            unreadable.add(key)
+    for key, value in (secret.get("stringData") or {}).items():
+        if isinstance(value, str):
+            data[key] = value
+            unreadable.discard(key)
+    data.unreadable = frozenset(unreadable)
     return data
+
+
+def _value(secret: str, data: Mapping[str, str], key: str, *, required: bool) -> str | None:
+    if key in data:
+        return data[key]
+    if key in getattr(data, "unreadable", ()):
+        raise CredentialsError(f"Secret '{secret}' key '{key}' is not text (it must be UTF-8)")
+    if required:
+        raise CredentialsError(f"Secret '{secret}' has no key '{key}'")
+    return None

@@ -39,6 +39,7 @@ def vm_report(observation: Observation, conflicts: Mapping[str, str]) -> list[di
         entry = {"portID": port.id, "macAddress": port.mac, "address": port.ip}
         if port.id in conflicts:
             entry["conflict"] = f"already managed by OpenstackConfig {conflicts[port.id]}"
+            entry["ownedBy"] = conflicts[port.id]  # structured: the index that heals conflicts reads it
         by_server.setdefault(port.device_id, []).append(entry)
     report: list[dict[str, Any]] = [
         {"name": s.name, "serverID": s.id, "status": s.status, "interfaces": by_server.get(s.id, [])}

@@ -7,6 +7,8 @@ is pending while the two differ - whichever replica received it, and across rest
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +39,12 @@ def pending_trigger(obj: Mapping[str, Any]) -> str | None:
     if requested is None or requested == (obj.get("status") or {}).get(HANDLED_FIELD):
         return None
     return requested
+
+
+def new_request_id(now: dt.datetime | None = None) -> str:
+    """Sortable by time for people reading status, unique by its random part (no coordination needed)."""
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(6)}"
 
 
 def trigger_patch(request_id: str) -> dict[str, Any]:

@@ -14,15 +14,15 @@ Invariants:
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import structlog
 from aiohttp import web
+
+from multinic_ctrl.controller.triggers import new_request_id
 
 log = structlog.get_logger(__name__)
 
@@ -64,12 +64,6 @@ class _TokenBuckets:
         while len(self._buckets) > _MAX_CLIENTS:
             self._buckets.popitem(last=False)
         return wait
-
-
-def new_request_id(now: dt.datetime | None = None) -> str:
-    """Sortable by time for people reading status, unique by its random part (no coordination needed)."""
-    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    return f"{moment:%Y%m%dT%H%M%S}Z-{secrets.token_hex(6)}"
 
 
 class TriggerEndpoint:

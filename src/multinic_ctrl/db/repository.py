@@ -81,6 +81,14 @@ class Repository:
         self.db = database
 
     # ----------------------------------------------------------------- reads
+    async def config_keys(self) -> list[tuple[str, str]]:
+        """Every config that has rows or state, as (namespace, name): what the orphan collector checks."""
+        async with self.db.transaction("list_configs") as cur:
+            await cur.execute(
+                "SELECT cr_namespace, cr_name FROM multi_interface UNION SELECT cr_namespace, cr_name FROM cr_state"
+            )
+            return sorted((str(r["cr_namespace"]), str(r["cr_name"])) for r in await cur.fetchall())
+
     async def interfaces_of(self, namespace: str, name: str) -> list[StoredInterface]:
         async with self.db.transaction("list_interfaces") as cur:
             await cur.execute(

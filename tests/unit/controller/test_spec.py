@@ -456,3 +456,37 @@ def test_long_hostile_names_are_cut_in_the_message() -> None:
 def test_valid_secret_names_pass(name: str) -> None:
     spec = {"vmNames": ["vm"], "subnetName": "s", "credentialsSecretRef": {"name": name}}
     assert parse_spec(spec).credentials_secret == name
+
+
+# ---------------------------------------------------------------- Secrets with binary values
+def test_binary_values_under_other_keys_do_not_matter() -> None:
+    from multinic_ctrl.controller.spec import decode_secret
+
+    data = decode_secret({"data": {"password": "c2VjcmV0", "tls.key": "//79/A=="}})
+    assert data == {"password": "secret"} and data.unreadable == frozenset({"tls.key"})
+    spec = parse_spec(
+        {
+            "vmNames": ["vm"],
+            "subnetName": "s",
+            "credentials": {"authURL": "https://ks", "username": "u", "passwordSecretRef": {"name": "pw"}},
+        }
+    )
+    assert resolve_credentials(spec, {"pw": data}).password == "secret"
+
+
+def test_a_binary_value_we_need_is_reported_as_not_text() -> None:
+    from multinic_ctrl.controller.spec import decode_secret
+
+    data = decode_secret({"data": {"password": "//79/A==", "region": "//79"}})
+    ref = parse_spec(
+        {
+            "vmNames": ["vm"],
+            "subnetName": "s",
+            "credentials": {"authURL": "https://ks", "username": "u", "passwordSecretRef": {"name": "pw"}},
+        }
+    )
+    with pytest.raises(CredentialsError, match="Secret 'pw' key 'password' is not text"):
+        resolve_credentials(ref, {"pw": data})
+    whole = parse_spec({"vmNames": ["vm"], "subnetName": "s", "credentialsSecretRef": {"name": "all"}})
+    with pytest.raises(CredentialsError, match="Secret 'all' key 'region' is not text"):
+        resolve_credentials(whole, {"all": data})
