@@ -129,5 +129,46 @@ async def run_plan(settings: Settings, filename: str, namespace: str | None, as_
 
 
 async def run_operator(settings: Settings) -> int:
-    log.error("The operator is not implemented in this release")
-    return 1
+    """`multinic-ctrl operator`: like `run_service`, but without a database (the operator never connects to one)."""
+    from multinic_ctrl.operator.service import OperatorService
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    server = ProbeServer(settings.probe_address, settings.probe_port)
+    service = OperatorService(settings)
+    service.install(server)
+    log.info(
+        "Starting",
+        component="operator",
+        version=__version__,
+        namespaces=list(settings.operator.namespaces) or "all",
+        leader_elect=settings.operator.leader_elect,
+    )
+    await server.start()
+    main: asyncio.Task[None] = asyncio.ensure_future(service.run(stop))
+    stopper = asyncio.ensure_future(stop.wait())
+    exit_code = 0
+    try:
+        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done and not stop.is_set():
+            exc = main.exception()
+            if exc is not None:
+                log.error("Component failed; exiting", component="operator", error=str(exc), exc_info=exc)
+                exit_code = 1
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(main), SHUTDOWN_GRACE_SECONDS)
+            except TimeoutError:
+                log.warning("Graceful shutdown deadline passed; cancelling", component="operator")
+                main.cancel()
+            except Exception as exc:
+                log.error("Component failed during shutdown", component="operator", error=str(exc))
+                exit_code = 1
+    finally:
+        stopper.cancel()
+        if not main.done():
+            main.cancel()
+        await asyncio.gather(main, stopper, return_exceptions=True)
+        await server.stop()
+        log.info("Stopped", component="operator", exit_code=exit_code)
+    return exit_code

@@ -67,6 +67,23 @@ def _add_controller(parser: argparse.ArgumentParser) -> None:
     ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
 
 
+def _add_operator(parser: argparse.ArgumentParser) -> None:
+    op = parser.add_argument_group("operator (needs no database settings)")
+    op.add_argument(
+        "--operator-namespaces",
+        help="comma-separated namespaces whose MultiNicOperators are reconciled; all when empty "
+        "[env OPERATOR_NAMESPACES]",
+    )
+    op.add_argument("--operator-workers", help="concurrent reconciles [env OPERATOR_WORKERS, default 2]")
+    op.add_argument("--operator-resync", help="periodic re-check, e.g. 60s [env OPERATOR_RESYNC_INTERVAL, 1m]")
+    op.add_argument(
+        "--leader-elect",
+        help="true/false: elect one active replica (Lease multinic-operator) [env LEADER_ELECT; default true in "
+        "cluster, false locally]",
+    )
+    op.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
+
+
 def _add_openstack(parser: argparse.ArgumentParser) -> None:
     """Every command that talks to OpenStack takes the same TLS options (`plan` must see what `run` sees)."""
     ost = parser.add_argument_group("openstack")
@@ -96,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_openstack(run)
     operator = sub.add_parser("operator", help="run the MultiNicOperator operator")
     _add_common(operator)
+    _add_operator(operator)
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent, concurrency-safe)")
     _add_common(migrate)
     plan = sub.add_parser("plan", help="show the row changes a reconcile of a config file would make; writes nothing")

@@ -66,6 +66,39 @@ OPERATOR_PROTECTION_EVENTS = Counter(
     registry=REGISTRY,
 )
 
+OPERATOR_DRIFT_CORRECTIONS = Counter(
+    "multinic_operator_drift_corrections_total",
+    "Managed objects the operator found drifted (changed or deleted) and repaired, by kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+OPERATOR_DRIFT_DETECTED = Counter(
+    "multinic_operator_drift_detected_total",
+    "Managed objects found drifted, by kind and action (repaired, reported: auto-recovery off, recreate: "
+    "Kubernetes refuses the change in place).",
+    ["kind", "action"],
+    registry=REGISTRY,
+)
+OPERATOR_RECONCILE_DURATION = Histogram(
+    "multinic_operator_reconcile_duration_seconds",
+    "Duration of MultiNicOperator reconciles.",
+    ["result"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+OPERATOR_BACKUP_LAST_SUCCESS = Gauge(
+    "multinic_operator_backup_last_success_timestamp_seconds",
+    "Unix time of the last successful database backup of an installation (0: none yet).",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+OPERATOR_BACKUP_LAST_STATUS = Gauge(
+    "multinic_operator_backup_last_status",
+    "Outcome of the last finished backup of an installation: 1 succeeded, 0 failed, -1 none yet or disabled.",
+    ["namespace", "name"],
+    registry=REGISTRY,
+)
+
 # Work queue metrics, named as controller-runtime names them so existing dashboards work.
 WORKQUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of the work queue.", ["name"], registry=REGISTRY)
 WORKQUEUE_ADDS = Counter("workqueue_adds_total", "Adds handled by the work queue.", ["name"], registry=REGISTRY)

@@ -96,6 +96,18 @@ class ControllerSettings:
 
 
 @dataclass(frozen=True)
+class OperatorSettings:
+    """`multinic-ctrl operator`: no database settings are needed (it never connects to MariaDB)."""
+
+    namespaces: tuple[str, ...] = ()  # OPERATOR_NAMESPACES: MultiNicOperator namespaces; empty: all
+    workers: int = 2
+    resync_seconds: float = 60.0  # periodic re-check of every installation, on top of the watches
+    leader_elect: bool = True
+    leader_election_namespace: str = "multinic-system"
+    leader_election_name: str = "multinic-operator"
+
+
+@dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     probe_port: int = DEFAULT_PROBE_PORT
@@ -105,6 +117,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()  # empty: watch all namespaces
     kubeconfig: Path | None = None
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    operator: OperatorSettings = field(default_factory=OperatorSettings)
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any log line, event or status."""
@@ -285,6 +298,31 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
     )
 
 
+def _namespace_list(source: str, raw: str | None) -> tuple[str, ...]:
+    namespaces = tuple(sorted({ns.strip() for ns in (raw or "").split(",") if ns.strip()}))
+    for ns in namespaces:
+        if len(ns) > 63 or not all(c.islower() or c.isdigit() or c == "-" for c in ns):
+            raise SettingsError(source, f"{ns!r} is not a valid namespace name")
+    return namespaces
+
+
+def _operator_settings(pick: Any, env: Mapping[str, str], controller: ControllerSettings) -> OperatorSettings:
+    """The operator shares LEADER_ELECT / LEADER_ELECTION_NAMESPACE with `run` (its Lease has its own name)."""
+    src, raw = pick("operator_namespaces", "OPERATOR_NAMESPACES")
+    namespaces = _namespace_list(src, raw)
+    src, raw = pick("operator_workers", "OPERATOR_WORKERS")
+    workers = _parse_positive_int(src, raw, maximum=16) if raw else 2
+    src, raw = pick("operator_resync", "OPERATOR_RESYNC_INTERVAL")
+    resync = _parse_seconds(src, raw) if raw else 60.0
+    return OperatorSettings(
+        namespaces=namespaces,
+        workers=workers,
+        resync_seconds=resync,
+        leader_elect=controller.leader_elect,
+        leader_election_namespace=controller.leader_election_namespace,
+    )
+
+
 def in_cluster(env: Mapping[str, str]) -> bool:
     return bool(env.get("KUBERNETES_SERVICE_HOST"))
 
@@ -344,6 +382,7 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
     # cluster, so `migrate` or `version` still work with a stale KUBECONFIG in the shell.
     kubeconfig = Path(raw.split(os.pathsep)[0]) if raw else None
 
+    controller = _controller_settings(pick, env)
     return Settings(
         database=DatabaseSettings(
             host=host, port=port, user=user, password=password, name=name, pool_size=pool_size, **tls
@@ -354,5 +393,6 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
         log_level=log_level,
         namespaces=namespaces,
         kubeconfig=kubeconfig,
-        controller=_controller_settings(pick, env),
+        controller=controller,
+        operator=_operator_settings(pick, env, controller),
     )
