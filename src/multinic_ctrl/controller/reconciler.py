@@ -53,6 +53,7 @@ from multinic_ctrl.controller.triggers import (
     trigger_patch,
 )
 from multinic_ctrl.db import ApplyResult, DatabaseError, Repository
+from multinic_ctrl.db.fence import Fenced
 from multinic_ctrl.db.repository import CrState
 from multinic_ctrl.kube import (
     DONE,
@@ -157,8 +158,8 @@ class OpenstackConfigReconciler:
                 obj, "DatabaseUnavailable", message, [Condition("Ready", False, "DatabaseUnavailable", message)]
             )
             raise
-        except (OpenStackError, ApiError, aiohttp.ClientError, OSError, TimeoutError):
-            raise  # transient (OpenStack's already in status): the queue retries with backoff
+        except (OpenStackError, ApiError, aiohttp.ClientError, OSError, TimeoutError, Fenced):
+            raise  # transient (OpenStack's already in status) or deposed: the queue retries with backoff
         except Exception as exc:
             return await self._unexpected(obj, exc)
 

@@ -21,7 +21,8 @@ from multinic_ctrl.controller.spec import SpecError, parse_spec
 from multinic_ctrl.controller.trigger import TriggerPolicy
 from multinic_ctrl.controller.triggers import TriggerState, requested_trigger, trigger_patch
 from multinic_ctrl.controller.webhook import TriggerEndpoint
-from multinic_ctrl.db import Database, Repository
+from multinic_ctrl.db import Database, DatabaseError, Repository, fence
+from multinic_ctrl.db.fence import Fenced
 from multinic_ctrl.db.migrations import migrate_until_done
 from multinic_ctrl.kube import (
     Controller,
@@ -41,8 +42,8 @@ from multinic_ctrl.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SHUTDOWN_DEADLINE = 8.0
-_RECORD_CONCURRENCY = 8  # twice (queue drain, then tasks): inside the process's 20 s grace period
+SHUTDOWN_DEADLINE = 8.0  # twice (queue drain, then tasks): inside the process's 20 s grace period
+_RECORD_CONCURRENCY = 8  # webhook trigger patches in flight at once
 
 
 class StoreView:
@@ -126,6 +127,7 @@ class ControllerService:
         self.config_informers: list[Informer] = []
         self.secret_informers: list[Informer] = []
         self.elector: LeaderElector | None = None
+        self._term: int | None = None  # database term while leading (db/fence.py)
         self.endpoint = TriggerEndpoint(
             cfg.trigger_token,
             known_keys=lambda: self.configs.keys(),
@@ -194,6 +196,33 @@ class ControllerService:
         ref = f"{meta.get('namespace')}/{meta.get('name')}"
         return [key for informer in self.config_informers for key in informer.store.index_keys(SECRET_INDEX, ref)]
 
+    async def _lead(self) -> None:
+        """While holding the Lease: claim a database term first (fencing out any deposed leader), then work."""
+        assert self.controller is not None and self.elector is not None
+        delay = 0.5
+        while self._term is None:
+            try:
+                self._term = await fence.claim(self.database, self.elector.identity)
+            except DatabaseError as exc:
+                log.warning("Could not claim the database term; retrying", error=str(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        log.info("Database term claimed", term=self._term)
+        await self.controller.run_workers()
+
+    def _end_term(self) -> None:
+        self._term = None
+
+    def _fence_term(self) -> int:
+        """The term writes carry - only while leading with a safety margin left on the Lease."""
+        elector, term = self.elector, self._term
+        if elector is None or term is None or not elector.is_leader:
+            raise Fenced("this replica is not the leader")
+        margin = elector.lease_duration - elector.renew_deadline
+        if elector.lease_remaining() < margin:
+            raise Fenced(f"the lease has less than {margin:.0f}s left; not writing (another replica may lead)")
+        return term
+
     def _blocked_by(self, owner: str) -> list[str]:
         """Configs whose status reports a port conflict with `owner` (looked up in every watched namespace)."""
         return sorted(
@@ -257,7 +286,7 @@ class ControllerService:
             ReconcilerDeps(
                 kube=kube,
                 configs=self.configs,
-                repo=Repository(self.database),
+                repo=Repository(self.database, fence=self._fence_term if cfg.leader_elect else None),
                 openstack=openstack,
                 events=events,
                 triggers=self.triggers,
@@ -302,7 +331,7 @@ class ControllerService:
                 self.elector = LeaderElector(
                     kube, name=cfg.leader_election_name, namespace=cfg.leader_election_namespace
                 )
-                sup.spawn("leader-election", self.elector.run(controller.run_workers))
+                sup.spawn("leader-election", self.elector.run(self._lead, on_stopped_leading=self._end_term))
             else:
                 sup.spawn("workers", controller.run_workers())
             stopper = asyncio.ensure_future(stop.wait())

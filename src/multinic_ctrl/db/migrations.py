@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from multinic_ctrl.db.fence import FENCE_ROW, FENCE_TABLE
 from multinic_ctrl.db.pool import DatabaseUnavailable, connect_raw
 from multinic_ctrl.settings import DatabaseSettings
 
@@ -99,6 +100,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
         ),
     ),
+    Migration(2, "leader fence: a deposed leader's writes are refused (see db/fence.py)", (FENCE_TABLE, FENCE_ROW)),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

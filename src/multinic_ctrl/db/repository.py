@@ -20,6 +20,8 @@ from typing import Any
 import pymysql
 import structlog
 
+from multinic_ctrl.db import fence
+from multinic_ctrl.db.fence import FenceProvider
 from multinic_ctrl.db.models import (
     ApplyResult,
     DesiredState,
@@ -77,8 +79,9 @@ def _stored(row: dict[str, Any]) -> StoredInterface:
 
 
 class Repository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, fence: FenceProvider | None = None) -> None:
         self.db = database
+        self._fence = fence  # None: no leader election, nothing to fence
 
     # ----------------------------------------------------------------- reads
     async def config_keys(self) -> list[tuple[str, str]]:
@@ -146,6 +149,8 @@ class Repository:
         return len(result.diff.removed)
 
     async def _retrying(self, operation: str, body: Any) -> ApplyResult:
+        if self._fence is not None:
+            self._fence()  # before taking a connection: a replica past its lease margin does not even start
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self.db.transaction(operation) as cur:
@@ -170,6 +175,8 @@ class Repository:
         forget: bool = False,
         synced_at: dt.datetime | None = None,
     ) -> ApplyResult:
+        if self._fence is not None:
+            await fence.check(cur, self._fence())  # a newer term in the database: nothing is read or written
         current = await self._current_rows(cur, namespace, name, lock=True)
         foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=True)
         diff = diff_interfaces((s.row for s in current), desired.interfaces, foreign)

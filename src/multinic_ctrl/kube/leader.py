@@ -76,11 +76,23 @@ class LeaderElector:
         self._observed_rv: str | None = None
         self._observed_at = 0.0
         self.transitions = 0  # times this elector became leader
+        self._renewed_at: float | None = None  # loop time at which the last successful write was *sent*
         self._log = log.bind(lease=f"{namespace}/{name}", identity=self.identity)
 
     @property
     def is_leader(self) -> bool:
         return self._is_leader
+
+    def lease_remaining(self) -> float:
+        """Seconds until another candidate may consider our lease expired (0 when not leading).
+
+        Counted from when our last successful write was *sent*, on our clock: others wait a full lease duration
+        from when they *observed* that write, which is later - so this errs on the safe side. Writers use it as
+        a safety margin before each transaction (a paused process learns here that it may have been deposed).
+        """
+        if not self._is_leader or self._renewed_at is None:
+            return 0.0
+        return max(0.0, self._renewed_at + self.lease_duration - asyncio.get_running_loop().time())
 
     async def run(self, leading: LeadingFn, *, on_stopped_leading: Callable[[], None] | None = None) -> None:
         """Campaign forever: acquire → run `leading()` while renewing → on loss cancel it and campaign again.
@@ -191,6 +203,7 @@ class LeaderElector:
 
     async def _try_acquire_or_renew(self) -> bool:
         loop = asyncio.get_running_loop()
+        sent = loop.time()
         now = datetime.now(UTC)
         try:
             lease = await self.client.get(LEASES, self.name, self.namespace)
@@ -210,6 +223,7 @@ class LeaderElector:
                     return False
                 raise
             self._observe(created)
+            self._renewed_at = sent
             return True
 
         self._observe(lease)
@@ -238,6 +252,7 @@ class LeaderElector:
                 return False  # lost a race; the next GET tells us who won
             raise
         self._observe(updated)
+        self._renewed_at = sent
         return True
 
     def _spec(self, now: datetime, *, acquire_time: str, transitions: int) -> dict[str, Any]:
