@@ -9,11 +9,18 @@ the apiserver's audit log afterwards: no request of the operator was denied.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -37,7 +44,7 @@ from tests.e2e.operator_harness import (
     operator_body,
     running_operator,
 )
-from tests.support.control_plane import ControlPlane
+from tests.support.control_plane import ControlPlane, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -113,6 +120,13 @@ async def test_lifecycle_as_its_own_service_account(workload_plane: ControlPlane
         assert credentials is not None and set(credentials) == {"root-password", "password"}
         assert await cluster.secret_data(RECOVERY_SECRET) == credentials
 
+        # ---- steady state: nothing re-applied, no drift seen in the operator's own objects, status not rewritten
+        await asyncio.sleep(1)
+        writes_before = len(operator_writes(workload_plane))
+        await asyncio.sleep(3)
+        assert len(operator_writes(workload_plane)) == writes_before
+        assert not await cluster.has_event(NAME, "DriftCorrected")
+
         # ---- drift: each repaired, with an Event and the counter
         before = drift_count("Deployment")
         deployment = await cluster.get("Deployment", "multinic-controller")
@@ -185,12 +199,25 @@ async def test_lifecycle_as_its_own_service_account(workload_plane: ControlPlane
         assert await cluster.get("PersistentVolumeClaim", DATA_CLAIM) is not None
 
     print("\nfigures: " + ", ".join(f"{k}: {v:.1f}s" for k, v in figures.items()))
+    writes = Counter(f"{verb} {uri.split('?')[0].rsplit('/', 1)[0]}" for verb, uri in operator_writes(workload_plane))
+    print("operator writes during the whole cycle:\n" + "\n".join(f"  {n:3} {w}" for w, n in sorted(writes.items())))
     denied = [
         e
         for e in workload_plane.audit_events()
         if (e.get("user") or {}).get("username") == SA_USER and (e.get("responseStatus") or {}).get("code") == 403
     ]
     assert not denied, [(e["verb"], e.get("requestURI")) for e in denied]
+
+
+def operator_writes(plane: ControlPlane) -> list[tuple[str, str]]:
+    """Writes of the operator's ServiceAccount other than leader election and Events (verb, URI)."""
+    latest = {e["auditID"]: e for e in plane.audit_events() if (e.get("user") or {}).get("username") == SA_USER}
+    return [
+        (e["verb"], e["requestURI"])
+        for e in latest.values()
+        if e["verb"] in ("create", "patch", "update", "delete")
+        and (e.get("objectRef") or {}).get("resource") not in ("leases", "events")
+    ]
 
 
 async def _gone(cluster: Cluster) -> bool:
@@ -287,3 +314,146 @@ async def test_controller_pod_spec_passes_pod_security_restricted(
         # The apiserver enforces `restricted` on Pods (workload objects only get warnings): a violation is a 403.
         answer = await server_side_apply(admin, PODS, pod, field_manager="test", dry_run=True)
         assert answer["metadata"]["name"] == pod["metadata"]["name"]
+
+
+async def test_statefulset_change_kubernetes_refuses_is_reported_not_forced(
+    workload_plane: ControlPlane, admin: KubeClient
+) -> None:
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with running_operator(workload_plane.kubeconfig_path, (ns,)):
+        await admin.create(MULTINICOPERATORS, operator_body(NAME), ns)
+        await eventually(lambda: ready(cluster), "installation Ready", 120)
+        before = await cluster.get("StatefulSet", "multinic-mariadb")
+        assert before is not None
+        change = {"spec": {"database": {"storageSize": "2Gi", "image": "registry.invalid/mariadb:11.4"}}}
+        updated = await admin.patch(MULTINICOPERATORS, NAME, change, ns)
+
+        async def degraded() -> dict[str, Any] | None:
+            status = await cluster.status(NAME)
+            ok = status.get("observedGeneration") == updated["metadata"]["generation"]
+            return status if ok and status.get("phase") == "Degraded" else None
+
+        status = await eventually(degraded, "status to report the needed recreate", 60)
+        assert any("volumeClaimTemplates" in p for p in status["databaseStatus"]["recreateRequired"])
+        assert "Needs a recreate" in status["message"]
+        after = await cluster.get("StatefulSet", "multinic-mariadb")
+        assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"], "never deleted"
+        template = after["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+        assert template == "1Gi"
+        # What may change in place still did.
+        assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/mariadb:11.4"
+
+
+async def test_operator_command_runs_without_database_settings(
+    workload_plane: ControlPlane, admin: KubeClient, tmp_path: Path
+) -> None:
+    """`python -m multinic_ctrl operator` against a kubeconfig, no DB_* anywhere: probes, a reconcile, SIGTERM."""
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_")}
+    env |= {"KUBECONFIG": str(workload_plane.kubeconfig_path), "OPERATOR_NAMESPACES": ns, "LOG_FORMAT": "json"}
+    log_path = tmp_path / "operator.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "multinic_ctrl", "operator", f"--probe-port={port}", "--probe-address=127.0.0.1"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+
+            async def probe(path: str) -> int:
+                try:
+                    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}{path}") as r:
+                        return r.status
+                except aiohttp.ClientError:
+                    return 0
+
+            await eventually(lambda: _equals(probe("/readyz"), 200), "/readyz 200", 30)
+            assert await probe("/healthz") == 200
+            await admin.create(MULTINICOPERATORS, operator_body(NAME, database={"enabled": False}), ns)
+            await eventually(lambda: ready(cluster), "installation Ready", 60)
+            async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as r:
+                text = await r.text()
+            assert 'multinic_operator_reconcile_total{result="success"}' in text
+            assert 'multinic_operator_managed_resources_count{kind="Deployment"} 1.0' in text
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "Starting" and line.get("component") == "operator" for line in lines)
+    assert any(line.get("event") == "Stopped" and line.get("exit_code") == 0 for line in lines)
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_a_second_installation_and_an_invalid_spec_are_refused_in_status(
+    workload_plane: ControlPlane, admin: KubeClient
+) -> None:
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with running_operator(workload_plane.kubeconfig_path, (ns,)):
+        await admin.create(MULTINICOPERATORS, operator_body(NAME, database={"enabled": False}), ns)
+        await eventually(lambda: ready(cluster), "installation Ready", 60)
+
+        second = operator_body("second", database={"enabled": False})
+        await admin.create(MULTINICOPERATORS, second, ns)
+
+        async def refused(name: str, reason: str) -> dict[str, Any] | None:
+            obj = await cluster.operator(name)
+            status = (obj or {}).get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions", [])}
+            ok = status.get("phase") == "Invalid" and conditions.get("Ready", {}).get("reason") == reason
+            return status if ok else None
+
+        status = await eventually(lambda: refused("second", "Conflict"), "the second installation refused", 30)
+        assert NAME in status["message"]
+        await eventually(lambda: cluster.has_event("second", "Conflict"), "a Conflict Event")
+        deployment = await cluster.get("Deployment", "multinic-controller")
+        assert deployment is not None and deployment["metadata"]["labels"][MANAGED_BY_LABEL] == NAME
+        await admin.delete(MULTINICOPERATORS, "second", ns)
+        await eventually(lambda: _absent_operator(cluster, "second"), "the second one deleted", 30)
+        assert await cluster.get("Deployment", "multinic-controller") is not None, "the first installation stays"
+
+        # Past the CRD schema, the parser still refuses: an inline value for a secret-looking variable.
+        bad = {"spec": {"controller": {"env": [{"name": "API_TOKEN", "value": "inline-token-value"}]}}}
+        await admin.patch(MULTINICOPERATORS, NAME, bad, ns)
+        status = await eventually(lambda: refused(NAME, "InvalidSpec"), "the invalid spec in status", 30)
+        assert "spec.controller.env" in status["message"] and "inline-token-value" not in str(status)
+        await eventually(lambda: cluster.has_event(NAME, "InvalidSpec"), "an InvalidSpec Event")
+        assert all("inline-token-value" not in e.get("message", "") for e in await cluster.events(NAME))
+        assert await cluster.get("Deployment", "multinic-controller") is not None, "an invalid spec removes nothing"
+
+
+async def test_delete_data_on_uninstall_removes_volumes_and_credentials(
+    workload_plane: ControlPlane, admin: KubeClient
+) -> None:
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with running_operator(workload_plane.kubeconfig_path, (ns,)):
+        body = operator_body(NAME)
+        body["spec"]["database"]["deleteDataOnUninstall"] = True
+        await admin.create(MULTINICOPERATORS, body, ns)
+        await eventually(lambda: ready(cluster), "installation Ready", 120)
+        assert await cluster.get("PersistentVolumeClaim", DATA_CLAIM) is not None
+        await admin.delete(MULTINICOPERATORS, NAME, ns)
+        await eventually(lambda: _gone(cluster), "the MultiNicOperator deleted", 60)
+        for kind, name in [
+            ("PersistentVolumeClaim", DATA_CLAIM),
+            ("PersistentVolumeClaim", "multinic-mariadb-backup"),
+            ("Secret", CREDENTIALS),
+            ("Secret", RECOVERY_SECRET),
+            ("StatefulSet", "multinic-mariadb"),
+        ]:
+            await eventually(lambda k=kind, n=name: _absent(cluster, k, n), f"{kind} {name} removed", 30)
+
+
+async def _absent_operator(cluster: Cluster, name: str) -> bool:
+    return await cluster.operator(name) is None
