@@ -457,3 +457,28 @@ async def test_delete_data_on_uninstall_removes_volumes_and_credentials(
 
 async def _absent_operator(cluster: Cluster, name: str) -> bool:
     return await cluster.operator(name) is None
+
+
+async def test_backup_history_reaches_status_and_metrics(workload_plane: ControlPlane, admin: KubeClient) -> None:
+    """The CronJob runs (kwok completes every Job): status and the backup gauges follow its history."""
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with running_operator(workload_plane.kubeconfig_path, (ns,)):
+        body = operator_body(NAME)
+        body["spec"]["database"]["backup"] = {"schedule": "* * * * *"}
+        await admin.create(MULTINICOPERATORS, body, ns)
+
+        async def succeeded() -> dict[str, Any] | None:
+            status = await cluster.status(NAME)
+            conditions = {c["type"]: c for c in status.get("conditions", [])}
+            ok = conditions.get("BackupSucceeded", {}).get("status") == "True"
+            return status if ok else None
+
+        status = await eventually(succeeded, "a successful backup in status", 150)
+        backup = status["backupStatus"]
+        assert backup["enabled"] and backup["schedule"] == "* * * * *"
+        assert backup["lastScheduleTime"] and backup["lastSuccessfulTime"]
+        labels = {"namespace": ns, "name": NAME}
+        assert REGISTRY.get_sample_value("multinic_operator_backup_last_status", labels) == 1
+        stamp = REGISTRY.get_sample_value("multinic_operator_backup_last_success_timestamp_seconds", labels)
+        assert stamp and abs(stamp - time.time()) < 300
