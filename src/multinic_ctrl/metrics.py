@@ -61,8 +61,9 @@ OPERATOR_MANAGED_RESOURCES = Gauge(
 )
 OPERATOR_PROTECTION_EVENTS = Counter(
     "multinic_operator_protection_events_total",
-    "Protection events (denied mutations, recoveries) by kind.",
-    ["event"],
+    "Admission requests judged by the protection webhook, by operation (CREATE, UPDATE, DELETE, CONNECT, other) "
+    "and result (allowed, denied, error).",
+    ["operation", "result"],
     registry=REGISTRY,
 )
 

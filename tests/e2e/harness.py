@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -178,6 +179,31 @@ class Env:
             return resp.status, await resp.json(content_type=None)
 
 
+@contextlib.asynccontextmanager
+async def leader_and_standby(env: Env) -> AsyncIterator[tuple[ControllerService, ControllerService, ProbeServer]]:
+    """`env`'s controller restarted with leader election and leading, plus a second in-process replica that is
+    a synced standby with its own probe server; yields (leader, standby, standby's server)."""
+    await env.stop()
+    await env.start(leader_elect=True)
+    leader = env.service
+    assert leader is not None
+    await wait_for(lambda: leader.elector is not None and leader.elector.is_leader, "first replica leads")
+    settings = replace(env.settings, controller=replace(env.settings.controller, leader_elect=True))
+    standby = ControllerService(settings, env.database)
+    server = ProbeServer("127.0.0.1", 0)
+    standby.install(server)
+    await server.start()
+    stop_standby = asyncio.Event()
+    task = asyncio.create_task(standby.run(stop_standby))
+    try:
+        await wait_for(lambda: standby.synced and standby.elector is not None, "second replica synced")
+        yield leader, standby, server
+    finally:
+        stop_standby.set()
+        await asyncio.wait_for(task, 30)
+        await server.stop()
+
+
 async def wait_for(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -286,3 +312,38 @@ class ControllerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def leader_and_standby_processes(
+    *, database: Database, kubeconfig: Path, namespace: str, token_file: Path, log_dir: Path
+) -> AsyncIterator[tuple[ControllerProcess, ControllerProcess]]:
+    """Two controller processes (production lease timings): the first leads, the second is a ready standby.
+    Both are killed on exit (a SIGSTOPped one is continued first so it can die)."""
+
+    def start(name: str) -> ControllerProcess:
+        return ControllerProcess.start(
+            database=database,
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            token_file=token_file,
+            log_path=log_dir / f"{name}.log",
+        )
+
+    async def role(process: ControllerProcess, wanted: str) -> bool:
+        return await process.leadership() == wanted
+
+    first = start("first")
+    second: ControllerProcess | None = None
+    try:
+        await wait_for(lambda: role(first, "leader"), "first process leads", timeout=60)
+        second = start("second")
+        standby = second
+        await wait_for(lambda: role(standby, "standby"), "second process is a ready standby", timeout=60)
+        yield first, standby
+    finally:
+        for process in (first, second):
+            if process is not None:
+                if process.proc.poll() is None:
+                    os.kill(process.proc.pid, signal.SIGCONT)
+                process.kill()

@@ -18,7 +18,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from tests.dbsupport import fresh_database
-from tests.e2e.harness import GROUP, VERSION, ControllerProcess, config_body, wait_for
+from tests.e2e.harness import GROUP, VERSION, ControllerProcess, config_body, leader_and_standby_processes, wait_for
 from tests.fakes.openstack.fixtures import Simulator
 from tests.support.control_plane import ControlPlane
 
@@ -41,15 +41,6 @@ async def test_a_deposed_leaders_in_flight_write_is_refused(
 
     async with fresh_database() as database:
 
-        def start(name: str) -> ControllerProcess:
-            return ControllerProcess.start(
-                database=database,
-                kubeconfig=control_plane.kubeconfig_path,
-                namespace=namespace,
-                token_file=token_file,
-                log_path=tmp_path / f"{name}.log",
-            )
-
         async def macs_of(node: str) -> list[str]:
             async with database.transaction("test") as cur:
                 await cur.execute(
@@ -57,13 +48,13 @@ async def test_a_deposed_leaders_in_flight_write_is_refused(
                 )
                 return [row["macaddress"] for row in await cur.fetchall()]
 
-        old = start("old-leader")
-        new: ControllerProcess | None = None
-        try:
-            await wait_for(lambda: _is(old, "leader"), "first process leads", timeout=60)
-            new = start("new-leader")
-            successor = new
-            await wait_for(lambda: _is(successor, "standby"), "second process is a ready standby", timeout=60)
+        async with leader_and_standby_processes(
+            database=database,
+            kubeconfig=control_plane.kubeconfig_path,
+            namespace=namespace,
+            token_file=token_file,
+            log_dir=tmp_path,
+        ) as (old, successor):
             await custom.create_namespaced_custom_object(
                 GROUP, VERSION, namespace, "openstackconfigs", config_body("cfg", ["test-vm-1"], sim)
             )
@@ -107,12 +98,6 @@ async def test_a_deposed_leaders_in_flight_write_is_refused(
             ]
             assert stopped, "the old leader says why it did not write"
             assert await old.leadership() in ("standby", None)
-        finally:
-            for process in (old, new):
-                if process is not None:
-                    if process.proc.poll() is None:
-                        os.kill(process.proc.pid, signal.SIGCONT)
-                    process.kill()
 
 
 async def _macs(macs_of: object, node: str, count: int) -> bool:

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import pytest
 
-from multinic_ctrl.controller.service import ControllerService
-from multinic_ctrl.server import ProbeServer
-from tests.e2e.harness import Env, config_body, wait_for
+from tests.e2e.harness import Env, config_body, leader_and_standby, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_one_leader_works_and_hands_over(env: Env) -> None:
-    await env.stop()
-    await env.start(leader_elect=True)
-    first = env.service
-    assert first is not None
-    await wait_for(lambda: first.elector is not None and first.elector.is_leader, "first replica leads")
-
-    settings = replace(env.settings, controller=replace(env.settings.controller, leader_elect=True))
-    second = ControllerService(settings, env.database)
-    server = ProbeServer("127.0.0.1", 0)
-    second.install(server)
-    await server.start()
-    stop_second = asyncio.Event()
-    second_task = asyncio.create_task(second.run(stop_second))
-    try:
-        await wait_for(lambda: second.synced and second.elector is not None, "second replica synced")
+    async with leader_and_standby(env) as (_leader, second, _server):
         await asyncio.sleep(1)
         assert second.elector is not None and not second.elector.is_leader, "exactly one leader"
         code, body = await env.http("GET", "/readyz")
@@ -46,7 +29,3 @@ async def test_one_leader_works_and_hands_over(env: Env) -> None:
         await env.patch("cfg", {"spec": {"vmNames": ["test-vm-1", "test-vm-2"]}})
         await env.wait_status("cfg", lambda s: s.get("vmsFound") == 2, "synced by the new leader")
         assert len(await env.agent_rows("test-vm-2")) == 1
-    finally:
-        stop_second.set()
-        await asyncio.wait_for(second_task, 30)
-        await server.stop()

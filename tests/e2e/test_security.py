@@ -13,46 +13,24 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from kubernetes_asyncio import client
 
-from multinic_ctrl.controller.service import ControllerService
 from multinic_ctrl.controller.triggers import HANDLED_FIELD, TRIGGER_ANNOTATION
-from multinic_ctrl.server import ProbeServer
-from tests.e2e.harness import Env, config_body, wait_for
+from tests.e2e.harness import Env, config_body, leader_and_standby, wait_for
 from tests.support.control_plane import ControlPlane
+from tests.unit.openstack.scripted import Reply, Scripted, scripted_server
 
 pytestmark = pytest.mark.e2e
 
 ESCAPE = "../../kube-system/secrets/admin-token"
 
 
-class AttackerServer:
-    """Where a hostile config points `authURL`: counts every request it receives."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(f"{request.method} {request.path} {await request.text()}")
-        return web.json_response({"error": {"message": "<b>reflected</b>"}}, status=400)
-
-
 @pytest.fixture
-async def attacker() -> AsyncIterator[AttackerServer]:
-    server = AttackerServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+async def attacker() -> AsyncIterator[Scripted]:
+    """Where a hostile config points `authURL`: records every request; Keystone answers with text to reflect."""
+    async with scripted_server() as server:
+        server.add("POST", "/v3/auth/tokens", Reply(400, {"error": {"message": "<b>reflected</b>"}}))
         yield server
-    finally:
-        await runner.cleanup()
 
 
 # ------------------------------------------------------------------ 1. Secret references stay in the namespace
@@ -82,7 +60,7 @@ async def test_escaping_secret_references_are_rejected_at_admission(env: Env, fi
 
 
 async def test_a_hand_built_escaping_reference_reads_nothing_outside_and_sends_nothing(
-    env: Env, control_plane: ControlPlane, attacker: AttackerServer
+    env: Env, control_plane: ControlPlane, attacker: Scripted
 ) -> None:
     """An object that bypassed the schema (stored before it, or fed from elsewhere) reaches the reconciler."""
     assert env.service is not None
@@ -110,7 +88,7 @@ async def test_a_hand_built_escaping_reference_reads_nothing_outside_and_sends_n
     finally:
         view.get = real_get  # type: ignore[method-assign]
     assert "passwordSecretRef.name" in status["message"] and "not a valid Secret name" in status["message"]
-    assert attacker.requests == [], "nothing may reach the config's authURL"
+    assert attacker.seen == [], "nothing may reach the config's authURL"
     outside = [
         e
         for e in control_plane.audit_events()
@@ -125,7 +103,7 @@ async def test_a_hand_built_escaping_reference_reads_nothing_outside_and_sends_n
 # ------------------------------------------------------------------ 2. error text from endpoints is not reflected
 
 
-async def test_status_quotes_no_response_body_from_an_endpoint(env: Env, attacker: AttackerServer) -> None:
+async def test_status_quotes_no_response_body_from_an_endpoint(env: Env, attacker: Scripted) -> None:
     body = config_body("cfg", ["test-vm-1"], env.sim)
     body["spec"]["credentials"]["authURL"] = attacker.url
     await env.create(body)
@@ -217,26 +195,13 @@ async def test_the_stored_hash_does_not_depend_on_the_secret_password(env: Env, 
 
 
 async def test_a_trigger_posted_to_the_standby_is_handled_once_by_the_leader(env: Env) -> None:
-    await env.stop()
-    await env.start(leader_elect=True)
-    leader = env.service
-    assert leader is not None
-    await wait_for(lambda: leader.elector is not None and leader.elector.is_leader, "first replica leads")
-    settings = replace(env.settings, controller=replace(env.settings.controller, leader_elect=True))
-    standby = ControllerService(settings, env.database)
-    server = ProbeServer("127.0.0.1", 0)
-    standby.install(server)
-    await server.start()
-    stop_standby = asyncio.Event()
-    task = asyncio.create_task(standby.run(stop_standby))
-    try:
-        await wait_for(lambda: standby.synced and standby.elector is not None, "standby synced")
+    async with leader_and_standby(env) as (_leader, standby, server):
         await env.create(config_body("cfg", ["test-vm-1"], env.sim))
         await env.wait_status("cfg", lambda s: s.get("phase") == "Synced", "synced by the leader")
         await asyncio.sleep(1)
         before = env.sim.request_log.count("network.networks")
         url = f"http://127.0.0.1:{server.bound_port}/trigger/{env.namespace}/cfg"
-        headers = {"Authorization": f"Bearer {settings.controller.trigger_token}"}
+        headers = {"Authorization": f"Bearer {env.settings.controller.trigger_token}"}
         async with aiohttp.ClientSession() as session, session.post(url, headers=headers) as resp:
             assert resp.status == 202
             request_id = (await resp.json())["request"]
@@ -246,7 +211,3 @@ async def test_a_trigger_posted_to_the_standby_is_handled_once_by_the_leader(env
         await asyncio.sleep(1.5)
         assert env.sim.request_log.count("network.networks") == before + 1, "exactly one reconcile"
         assert standby.controller is not None and sum(standby.controller.results.values()) == 0
-    finally:
-        stop_standby.set()
-        await asyncio.wait_for(task, 30)
-        await server.stop()

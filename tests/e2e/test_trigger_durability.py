@@ -18,7 +18,7 @@ from kubernetes_asyncio import client
 
 from multinic_ctrl.controller.triggers import HANDLED_FIELD
 from tests.dbsupport import fresh_database
-from tests.e2e.harness import GROUP, VERSION, ControllerProcess, config_body, wait_for
+from tests.e2e.harness import GROUP, VERSION, config_body, leader_and_standby_processes, wait_for
 from tests.fakes.openstack.fixtures import Simulator
 from tests.support.control_plane import ControlPlane
 
@@ -43,60 +43,43 @@ async def test_a_trigger_survives_kill_9_of_the_leader(
         obj = await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "openstackconfigs", "cfg")
         return dict(obj.get("status") or {})
 
-    async with fresh_database() as database:
+    async with (
+        fresh_database() as database,
+        leader_and_standby_processes(
+            database=database,
+            kubeconfig=control_plane.kubeconfig_path,
+            namespace=namespace,
+            token_file=token_file,
+            log_dir=tmp_path,
+        ) as (leader, second),
+    ):
+        await custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "openstackconfigs", config_body("cfg", ["test-vm-1"], sim)
+        )
 
-        def start(name: str) -> ControllerProcess:
-            return ControllerProcess.start(
-                database=database,
-                kubeconfig=control_plane.kubeconfig_path,
-                namespace=namespace,
-                token_file=token_file,
-                log_path=tmp_path / f"{name}.log",
-            )
+        async def synced() -> bool:
+            return (await status()).get("phase") == "Synced"
 
-        leader = start("first")
-        standby: ControllerProcess | None = None
-        try:
-            await wait_for(lambda: _is(leader, "leader"), "first process leads", timeout=60)
-            standby = start("second")
-            second = standby
-            await wait_for(lambda: _is(second, "standby"), "second process is a ready standby", timeout=60)
+        await wait_for(synced, "synced by the leader", timeout=60)
+        await asyncio.sleep(1)
+        before = sim.request_log.count("network.networks")
 
-            await custom.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, "openstackconfigs", config_body("cfg", ["test-vm-1"], sim)
-            )
+        os.kill(leader.proc.pid, signal.SIGSTOP)  # the leader can no longer act (nor renew its Lease)
+        url = f"{second.url}/trigger/{namespace}/cfg"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp,
+        ):
+            assert resp.status == 202
+            request_id = (await resp.json())["request"]
+        leader.kill()  # kill -9 before it reconciled
 
-            async def synced() -> bool:
-                return (await status()).get("phase") == "Synced"
+        async def handled() -> bool:
+            return (await status()).get(HANDLED_FIELD) == request_id
 
-            await wait_for(synced, "synced by the leader", timeout=60)
-            await asyncio.sleep(1)
-            before = sim.request_log.count("network.networks")
-
-            os.kill(leader.proc.pid, signal.SIGSTOP)  # the leader can no longer act (nor renew its Lease)
-            url = f"{second.url}/trigger/{namespace}/cfg"
-            async with (
-                aiohttp.ClientSession() as session,
-                session.post(url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp,
-            ):
-                assert resp.status == 202
-                request_id = (await resp.json())["request"]
-            leader.kill()  # kill -9 before it reconciled
-
-            async def handled() -> bool:
-                return (await status()).get(HANDLED_FIELD) == request_id
-
-            await wait_for(handled, "the new leader handled the recorded request", timeout=60)
-            assert await second.leadership() == "leader"
-            await asyncio.sleep(2)
-            assert sim.request_log.count("network.networks") == before + 1, "handled exactly once"
-            second.proc.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(second.proc.wait, 30) == 0
-        finally:
-            leader.kill()
-            if standby is not None:
-                standby.kill()
-
-
-async def _is(process: ControllerProcess, role: str) -> bool:
-    return await process.leadership() == role
+        await wait_for(handled, "the new leader handled the recorded request", timeout=60)
+        assert await second.leadership() == "leader"
+        await asyncio.sleep(2)
+        assert sim.request_log.count("network.networks") == before + 1, "handled exactly once"
+        second.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second.proc.wait, 30) == 0
