@@ -147,6 +147,15 @@ async def test_lifecycle_as_its_own_service_account(workload_plane: ControlPlane
         restored = await eventually(lambda: cluster.secret_data(CREDENTIALS), "credentials Secret back", 30)
         assert restored == credentials, "a recreated credentials Secret must hold the original passwords"
         await eventually(lambda: cluster.has_event(NAME, "CredentialsRestored"), "CredentialsRestored Event")
+        # The recovery copy is kept too: deleted or edited, it follows the credentials Secret again.
+        await admin.delete(MANAGED["Secret"], RECOVERY_SECRET, ns)
+        assert await eventually(lambda: cluster.secret_data(RECOVERY_SECRET), "recovery copy back", 30) == credentials
+        await admin.patch(MANAGED["Secret"], RECOVERY_SECRET, {"stringData": {"password": "tampered"}}, ns)
+
+        async def copy_repaired() -> bool:
+            return await cluster.secret_data(RECOVERY_SECRET) == credentials
+
+        await eventually(copy_repaired, "recovery copy repaired", 30)
 
         before = drift_count("Deployment")
         patch = {"spec": {"template": {"spec": {"containers": [{"name": "controller", "image": "evil:1"}]}}}}
