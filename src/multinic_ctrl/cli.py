@@ -32,6 +32,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     db.add_argument("--db-password-file", help="file holding the password [env DB_PASSWORD_FILE; or DB_PASSWORD]")
     db.add_argument("--db-pool-size", help="maximum pooled connections [env DB_POOL_SIZE, default 10]")
     db.add_argument(
+        "--db-statement-timeout", help="bound on each database round trip, e.g. 10s [env DB_STATEMENT_TIMEOUT]"
+    )
+    db.add_argument(
+        "--db-transaction-timeout", help="bound on a whole transaction, e.g. 30s [env DB_TRANSACTION_TIMEOUT]"
+    )
+    db.add_argument(
         "--db-ssl-mode",
         help="disabled, required (encrypted, unverified), verify-ca, verify-identity [env DB_SSL_MODE; default "
         "verify-identity with a CA, else disabled]",
@@ -65,6 +71,10 @@ def _add_controller(parser: argparse.ArgumentParser) -> None:
         help="true/false: elect one active replica [env LEADER_ELECT; default true in cluster, false locally]",
     )
     ctl.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
+    ctl.add_argument("--reconcile-timeout", help="deadline of one reconcile, e.g. 150s [env RECONCILE_TIMEOUT]")
+    ctl.add_argument(
+        "--stall-timeout", help="/healthz fails after this long without progress on queued work [env STALL_TIMEOUT, 5m]"
+    )
 
 
 def _add_operator(parser: argparse.ArgumentParser) -> None:

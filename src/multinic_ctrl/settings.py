@@ -48,6 +48,8 @@ class DatabaseSettings:
     name: str = DEFAULT_DB_NAME
     pool_size: int = 10
     connect_timeout: float = 5.0
+    statement_timeout: float = 10.0  # DB_STATEMENT_TIMEOUT: each round trip, client and server side
+    transaction_timeout: float = 30.0  # DB_TRANSACTION_TIMEOUT: a whole transaction, pool wait included
     ssl_mode: DbSslMode = "disabled"
     ssl_ca: str | None = None  # PEM bundle the server's certificate must chain to (system CAs when None)
     ssl_cert: str | None = None  # client certificate, for servers that authenticate clients by certificate
@@ -93,6 +95,8 @@ class ControllerSettings:
     openstack_ca_bundle: str | None = None
     openstack_insecure: bool = False
     openstack_allowed_urls: str = ""  # comma-separated endpoint patterns; empty: any (see openstack/policy.py)
+    reconcile_timeout: float = 150.0  # RECONCILE_TIMEOUT: a reconcile running longer is cancelled and retried
+    stall_timeout: float = 300.0  # STALL_TIMEOUT: /healthz fails when queued work sees no progress this long
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,14 @@ def _parse_seconds(source: str, raw: str) -> float:
     return value
 
 
+def _parse_timeout(source: str, raw: str) -> float:
+    """A bound on waiting: a duration of at least 1s and at most a day (`inf`, `nan` are not durations)."""
+    value = _parse_seconds(source, raw)
+    if not value <= 86400:
+        raise SettingsError(source, f"{raw!r} is not a timeout of at most a day (e.g. 10s, 2m)")
+    return value
+
+
 def _read_secret_file(source: str, path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8").strip()
@@ -284,6 +296,14 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
     src, raw = pick("openstack_insecure", "OPENSTACK_INSECURE")
     insecure = _parse_bool(src, raw) if raw else False
     _, allowed_urls = pick("openstack_allowed_urls", "OPENSTACK_ALLOWED_URLS")
+    reconcile_src, raw = pick("reconcile_timeout", "RECONCILE_TIMEOUT")
+    reconcile_timeout = _parse_timeout(reconcile_src, raw) if raw else 150.0
+    stall_src, raw = pick("stall_timeout", "STALL_TIMEOUT")
+    stall_timeout = _parse_timeout(stall_src, raw) if raw else 300.0
+    if stall_timeout <= reconcile_timeout:
+        # The stall check is the backstop for the deadline: shorter, it would restart a pod whose reconcile is
+        # merely slow and about to be cancelled.
+        raise SettingsError(stall_src, f"must be longer than {reconcile_src} ({reconcile_timeout:g}s)")
     return ControllerSettings(
         workers=workers,
         resync_seconds=resync,
@@ -295,6 +315,8 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
         openstack_ca_bundle=ca_bundle,
         openstack_insecure=insecure,
         openstack_allowed_urls=allowed_urls or "",
+        reconcile_timeout=reconcile_timeout,
+        stall_timeout=stall_timeout,
     )
 
 
@@ -356,6 +378,12 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
     password_file = flags.get("db_password_file")
     password = _read_password(env, str(password_file) if password_file else None)
     tls = _database_tls(pick)
+    statement_src, raw = pick("db_statement_timeout", "DB_STATEMENT_TIMEOUT")
+    statement_timeout = _parse_timeout(statement_src, raw) if raw else 10.0
+    src, raw = pick("db_transaction_timeout", "DB_TRANSACTION_TIMEOUT")
+    transaction_timeout = _parse_timeout(src, raw) if raw else 30.0
+    if transaction_timeout < statement_timeout:
+        raise SettingsError(src, f"must not be shorter than {statement_src} ({statement_timeout:g}s)")
 
     src, raw = pick("probe_port", "PROBE_PORT")
     probe_port = _parse_port(src, raw) if raw is not None else DEFAULT_PROBE_PORT
@@ -385,7 +413,15 @@ def load_settings(flags: Mapping[str, object] | None = None, env: Mapping[str, s
     controller = _controller_settings(pick, env)
     return Settings(
         database=DatabaseSettings(
-            host=host, port=port, user=user, password=password, name=name, pool_size=pool_size, **tls
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            name=name,
+            pool_size=pool_size,
+            statement_timeout=statement_timeout,
+            transaction_timeout=transaction_timeout,
+            **tls,
         ),
         probe_port=probe_port,
         probe_address=probe_address,

@@ -143,6 +143,7 @@ class ControllerService:
     def install(self, server: ProbeServer) -> None:
         self.endpoint.install(server.app)
         server.add_liveness_probe(self.supervisor.failed_tasks)
+        server.add_liveness_probe(lambda: self.controller.stalled() if self.controller is not None else [])
         server.add_readiness_check("informers", self._informers_ready)
         server.add_detail("leadership", self._leadership)
         server.add_detail("triggerMode", lambda: self.triggers.policy.mode.value)
@@ -295,7 +296,12 @@ class ControllerService:
             )
         )
         self.controller = controller = Controller(
-            "openstackconfig", reconciler.reconcile, workers=cfg.workers, observe=_observe_result
+            "openstackconfig",
+            reconciler.reconcile,
+            workers=cfg.workers,
+            observe=_observe_result,
+            reconcile_timeout=cfg.reconcile_timeout,
+            stall_timeout=cfg.stall_timeout,
         )
         for informer in self.config_informers:
             controller.watch(informer, predicate=_spec_or_meta_changed)

@@ -10,6 +10,24 @@ offer TLS it carries on in plain text and answers an authentication switch to `m
 the password itself, so whoever sits between us and the database could downgrade the connection and read
 the password. `_Connection` therefore refuses, before anything is sent, a server that does not offer TLS
 when TLS was asked for; `_Pool` makes the pool open its connections that way.
+
+No database I/O waits forever. A server that vanishes without a reset (a host gone behind a Service, a
+partition) leaves a socket that never answers, and the kernel retries for a quarter of an hour; aiomysql bounds
+only the TCP connect. So, here:
+
+* opening a connection (connect, greeting, TLS, login, session set-up) is bounded by `connect_timeout` plus
+  `DB_STATEMENT_TIMEOUT`;
+* every round trip of a pooled connection (the ping on check-out, BEGIN, each statement, COMMIT, ROLLBACK) is
+  bounded by `DB_STATEMENT_TIMEOUT`, and a whole transaction - waiting for a pooled connection included - by
+  `DB_TRANSACTION_TIMEOUT`;
+* a connection that hit a bound, was cancelled or failed in an unknown state is discarded: closed with a reset
+  (SO_LINGER 0, so bytes still queued - a COMMIT, say - are dropped rather than delivered when the network
+  heals) and never returned to the pool. The server rolls its transaction back when it sees the disconnect;
+  `DatabaseTimeout` (a transient `DatabaseUnavailable`) tells the caller to retry later;
+* the server bounds the same things itself, for when it never hears of the disconnect (partition):
+  `max_statement_time` stops a statement (a lock wait, say) at `DB_STATEMENT_TIMEOUT`, and
+  `idle_transaction_timeout` ends a session idle inside a transaction for `DB_TRANSACTION_TIMEOUT`, which
+  releases the row locks of a transaction whose client has gone away.
 """
 
 from __future__ import annotations
@@ -17,10 +35,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
+import socket
 import ssl
+import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
@@ -32,10 +54,14 @@ from multinic_ctrl.settings import DatabaseSettings
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+
 POOL_RECYCLE_SECONDS = 300
 
 # Errors meaning "the server is unreachable or went away", as opposed to a bad statement.
 _CONNECTION_ERRNOS = {2002, 2003, 2006, 2013, 2055, 1040, 1053}
+# The server stopped a statement at max_statement_time (our DB_STATEMENT_TIMEOUT).
+_STATEMENT_TIME_EXCEEDED = 1969
 
 
 class DatabaseError(Exception):
@@ -44,6 +70,13 @@ class DatabaseError(Exception):
 
 class DatabaseUnavailable(DatabaseError, ConnectionError):
     """MariaDB cannot be reached (or refuses the login, which also heals only from outside); retry later."""
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """A statement or a transaction exceeded its bound (`DB_STATEMENT_TIMEOUT`, `DB_TRANSACTION_TIMEOUT`).
+
+    The connection was discarded, so nothing of the transaction was committed; transient: retry later.
+    """
 
 
 # Login refused, no such database, no privilege, TLS refused: the server is up but will not serve us until fixed.
@@ -66,6 +99,19 @@ class _Connection(aiomysql.Connection):  # type: ignore[misc]  # aiomysql is unt
                 "TLS is required (DB_SSL_MODE) but the server does not offer it; nothing was sent",
             )
         await super()._request_authentication()
+
+
+class _Cursor(aiomysql.DictCursor):  # type: ignore[misc]  # aiomysql is untyped
+    """The cursor `Database.transaction` hands out: each statement is one bounded round trip.
+
+    `executemany` runs through `execute`, so it is bounded per round trip too.
+    """
+
+    database: Database
+
+    async def execute(self, query: str, args: Any = None) -> int:
+        rows: int = await self.database._bounded(super().execute(query, args), "a statement")
+        return rows
 
 
 class _Pool(aiomysql.Pool):  # type: ignore[misc]  # aiomysql is untyped
@@ -94,14 +140,37 @@ class _Pool(aiomysql.Pool):  # type: ignore[misc]  # aiomysql is untyped
             return
         self._acquiring += 1
         try:
-            self._free.append(await _open(self._settings, self._database, autocommit=False))
+            self._free.append(await _open(self._settings, self._database, autocommit=False, bounded=True))
             self._cond.notify()
         finally:
             self._acquiring -= 1
 
+    def release(self, conn: aiomysql.Connection) -> Any:
+        """Upstream wakes no waiter when the connection released was closed, though its slot is free now: a
+        caller waiting for a connection would sit out its whole deadline behind a discarded one."""
+        released = super().release(conn)
+        if conn.closed:  # also wakes `wait_closed`, which waits for the used connections to come back
+            return self._loop.create_task(self._wakeup())
+        return released
 
-async def _open(settings: DatabaseSettings, database: str | None, *, autocommit: bool) -> aiomysql.Connection:
-    """One new connection with the configured TLS; raises pymysql/OS errors as aiomysql does."""
+
+def _session_bounds(settings: DatabaseSettings) -> str:
+    """The server-side twins of the client-side bounds, set once per pooled connection."""
+    return (
+        f"SET SESSION max_statement_time = {settings.statement_timeout:.3f}, "
+        f"idle_transaction_timeout = {math.ceil(settings.transaction_timeout)}"
+    )
+
+
+async def _open(
+    settings: DatabaseSettings, database: str | None, *, autocommit: bool, bounded: bool = False
+) -> aiomysql.Connection:
+    """One new connection with the configured TLS; raises pymysql/OS errors as aiomysql does.
+
+    The whole opening is bounded (aiomysql bounds the TCP connect only: a black-holed server accepts nothing, but
+    a proxy or load balancer in front of it accepts and then says nothing). `bounded` connections (the pool's)
+    also carry the server-side statement and idle-transaction bounds.
+    """
     context = settings.ssl_context()
     if settings.ssl_mode == "required":
         _warn_unverified(settings.host, settings.port)
@@ -115,9 +184,37 @@ async def _open(settings: DatabaseSettings, database: str | None, *, autocommit:
         autocommit=autocommit,
         charset="utf8mb4",
         ssl=context,
+        init_command=_session_bounds(settings) if bounded else None,
     )
-    await conn._connect()  # what aiomysql.connect() does; it closes the socket itself on failure
+    limit = settings.connect_timeout + settings.statement_timeout
+    try:
+        async with asyncio.timeout(limit):
+            await conn._connect()  # what aiomysql.connect() does; it closes the socket itself on errors
+    except TimeoutError:
+        _discard(conn)
+        raise pymysql.err.OperationalError(
+            CR.CR_CONN_HOST_ERROR, f"no answer while connecting and logging in within {limit:g}s"
+        ) from None
+    except BaseException:  # cancelled: aiomysql closes only on Exception
+        _discard(conn)
+        raise
     return conn
+
+
+def _discard(conn: aiomysql.Connection) -> None:
+    """Close a connection whose state is unknown: with a reset, dropping whatever is still unsent.
+
+    A graceful close would leave queued bytes (the COMMIT that never got an answer, say) for the kernel to keep
+    retransmitting - and deliver, should the network heal before the server gave up on the session.
+    """
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:
+        sock = writer.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+    conn.close()
 
 
 @functools.cache
@@ -139,6 +236,10 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def _errno(exc: BaseException) -> object:
+    return exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+
+
 class Database:
     def __init__(self, settings: DatabaseSettings, *, database: str | None = None) -> None:
         self.settings = settings
@@ -150,24 +251,48 @@ class Database:
     def address(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
 
+    @property
+    def active(self) -> int:
+        """Connections checked out right now."""
+        return self._active
+
     async def _get_pool(self) -> aiomysql.Pool:
         if self._pool is None:
             self._pool = _Pool(self.settings, self.name)
         return self._pool
 
+    async def _bounded(self, step: Awaitable[T], what: str) -> T:
+        """One round trip, bounded by DB_STATEMENT_TIMEOUT; raises DatabaseTimeout when it takes longer."""
+        limit = self.settings.statement_timeout
+        bound = asyncio.timeout(limit)
+        try:
+            async with bound:
+                return await step
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            raise DatabaseTimeout(
+                f"MariaDB at {self.address} did not answer {what} within {limit:g}s (DB_STATEMENT_TIMEOUT); "
+                "connection discarded"
+            ) from None
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[aiomysql.Connection]:
+        """A pooled connection, checked with one bounded round trip. If the body raises (or is cancelled) the
+        connection is discarded, never returned to the pool: its state is unknown."""
         try:
             pool = await self._get_pool()
             conn = await pool.acquire()
             try:
                 # Pooled connections may have died with a restarted server; one round trip revives them
                 # here instead of failing the caller's first statement.
-                await conn.ping(reconnect=True)
+                await self._bounded(conn.ping(reconnect=True), "a ping")
             except BaseException:
-                conn.close()
+                _discard(conn)
                 pool.release(conn)
                 raise
+        except DatabaseError:
+            raise
         except Exception as exc:
             if is_connection_error(exc):
                 raise DatabaseUnavailable(f"cannot connect to MariaDB at {self.address}: {_describe(exc)}") from None
@@ -177,8 +302,7 @@ class Database:
         try:
             yield conn
         except BaseException:
-            # A connection in an unknown state (failed mid-transaction, cancelled) is not worth reusing.
-            conn.close()
+            _discard(conn)  # a no-op when the transaction already closed it after a clean rollback
             raise
         finally:
             self._active -= 1
@@ -187,22 +311,52 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self, operation: str) -> AsyncIterator[aiomysql.Cursor]:
-        """One transaction, observed as `operation`; rolled back on any exception (including cancellation)."""
+        """One transaction, observed as `operation`; rolled back on any exception (including cancellation).
+
+        Bounded as a whole by DB_TRANSACTION_TIMEOUT (from the wait for a pooled connection to the COMMIT) and
+        per round trip by DB_STATEMENT_TIMEOUT. On a timeout or a cancellation nothing more is sent: the
+        connection is discarded and the server rolls back when it sees the disconnect (or, if it never does,
+        at `idle_transaction_timeout`). Other errors are rolled back explicitly (bounded) before the
+        connection is closed.
+        """
         started = time.perf_counter()
         result = "error"
+        limit = self.settings.transaction_timeout
+        whole = asyncio.timeout(limit)
         try:
-            async with self.connection() as conn:
-                await conn.begin()
+            async with whole, self.connection() as conn:
+                await self._bounded(conn.begin(), "BEGIN")
+                cur = _Cursor(conn, False)
+                cur.database = self
                 try:
-                    async with conn.cursor(aiomysql.DictCursor) as cur:
-                        yield cur
-                    await conn.commit()
+                    yield cur
+                    await self._bounded(cur.close(), "the rest of a result")
+                    await self._bounded(conn.commit(), "COMMIT")
                     result = "success"
-                except BaseException:
-                    with contextlib.suppress(Exception):  # the connection is closed below anyway
-                        await conn.rollback()
+                except Exception as exc:
+                    if not isinstance(exc, DatabaseError) and not is_connection_error(exc):
+                        # The server answered (a bad statement, a deadlock, the caller's own error): roll back
+                        # now, so its locks go at once, then close the connection cleanly.
+                        with contextlib.suppress(Exception):
+                            await self._bounded(conn.rollback(), "ROLLBACK")
+                            conn.close()
                     raise
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and whole.expired():
+                result = "timeout"
+                raise DatabaseTimeout(
+                    f"a transaction ({operation}) on MariaDB at {self.address} did not finish within {limit:g}s "
+                    "(DB_TRANSACTION_TIMEOUT); connection discarded, nothing committed"
+                ) from None
+            if isinstance(exc, DatabaseTimeout):
+                result = "timeout"
+                raise
+            if _errno(exc) == _STATEMENT_TIME_EXCEEDED:
+                result = "timeout"
+                raise DatabaseTimeout(
+                    f"MariaDB at {self.address} stopped a statement at {self.settings.statement_timeout:g}s "
+                    "(DB_STATEMENT_TIMEOUT); nothing committed"
+                ) from None
             if is_connection_error(exc) and not isinstance(exc, DatabaseUnavailable):
                 raise DatabaseUnavailable(f"lost connection to MariaDB at {self.address}: {_describe(exc)}") from None
             raise
@@ -238,7 +392,11 @@ def _describe(exc: BaseException) -> str:
 
 
 async def connect_raw(settings: DatabaseSettings, *, database: str | None = None) -> aiomysql.Connection:
-    """A single connection outside the pool (migrations take a named lock on it; it may need no database)."""
+    """A single connection outside the pool (migrations take a named lock on it; it may need no database).
+
+    Its opening is bounded like any other; its statements are not (a migration may legitimately wait for the
+    migration lock or run long DDL).
+    """
     try:
         return await _open(settings, database, autocommit=True)
     except Exception as exc:

@@ -7,10 +7,19 @@ controller gets the same semantics:
 * returns `Result(requeue_after=s)`     → done, `forget`, and reconcile again in `s` seconds (periodic
   resync);
 * returns `Result(requeue=True)`        → retry with per-key backoff (not an error, e.g. "waiting for X");
-* raises                                → error: logged, retry with per-key backoff.
+* raises                                → error: logged, retry with per-key backoff;
+* runs longer than `reconcile_timeout`  → cancelled, and then an error like any other: logged, counted, retried
+  with per-key backoff. A key is never "processing" for longer than its deadline (plus however long the
+  reconcile takes to unwind from the cancellation).
 
 Workers run only while `run_workers()` runs - the leader elector starts and cancels it. Cancelling stops every
 worker at once; a key whose reconcile was interrupted is put back so the next leadership term processes it.
+
+`stalled()` is a liveness probe, the backstop for the deadline: while workers run, it names the controller when
+work is queued (or in flight) and no worker has made progress - finished a reconcile or taken a key - for
+`stall_timeout`, or when a reconcile has outlived its deadline by `stall_timeout` (it ignored the cancellation).
+A restart is then the only cure. Delayed keys (backoff, `add_after`) are not queued work until they are due; a
+standby replica, whose workers do not run, is never stalled.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import structlog
 
 from .client import JsonObj, object_key
 from .informer import Informer
-from .workqueue import ShutDown, WorkQueue
+from .workqueue import Clock, LoopClock, ShutDown, WorkQueue
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +47,9 @@ class Result:
 
 
 DONE = Result()
+
+DEFAULT_RECONCILE_TIMEOUT = 150.0
+DEFAULT_STALL_TIMEOUT = 300.0
 
 ReconcileFn = Callable[[str], Awaitable[Result | None]]
 KeyMapper = Callable[[JsonObj], Iterable[str]]
@@ -68,17 +80,30 @@ class Controller:
         workers: int = 2,
         queue: WorkQueue | None = None,
         observe: ResultObserver | None = None,
+        reconcile_timeout: float | None = DEFAULT_RECONCILE_TIMEOUT,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+        clock: Clock | None = None,
     ) -> None:
+        """`reconcile_timeout` None: no deadline; `stall_timeout` None: never stalled. `clock` times progress
+        (the deadline itself runs on the event loop's clock)."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.name = name
         self.reconcile = reconcile
         self.workers = workers
         self.queue = queue or WorkQueue(name)
+        self.reconcile_timeout = reconcile_timeout
+        self.stall_timeout = stall_timeout
         self._observe = observe
         self._informers: list[Informer] = []
         self.results: dict[str, int] = {"success": 0, "requeue": 0, "requeue_after": 0, "error": 0}
+        self.deadlines_exceeded = 0
         self._log = log.bind(controller=name)
+        self._clock: Clock = clock or LoopClock()
+        self._running = False
+        self._last_progress = 0.0
+        self._in_flight: dict[str, float] = {}  # key → when its reconcile started
+        self._stall_reported = False
 
     def watch(self, informer: Informer, mapper: KeyMapper | None = None, *, predicate: Predicate | None = None) -> None:
         """Enqueue keys for the informer's events.
@@ -125,10 +150,13 @@ class Controller:
         """
         await self.wait_synced()
         self._log.info("Controller workers starting.", workers=self.workers)
+        self._progress()
+        self._running = True
         tasks = [asyncio.create_task(self._worker(i), name=f"{self.name}-worker-{i}") for i in range(self.workers)]
         try:
             await asyncio.gather(*tasks)
         finally:
+            self._running = False
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -138,12 +166,45 @@ class Controller:
         """Graceful: stop handing out keys and let in-flight reconciles finish within `deadline` seconds."""
         return await self.queue.shutdown(deadline)
 
+    # ---- liveness ---------------------------------------------------------------------------------------------
+    def _progress(self) -> None:
+        self._last_progress = self._clock.now()
+
+    def stalled(self) -> list[str]:
+        """Liveness probe (see the module doc): what is stalled, in words fit for `/healthz`; empty when alive."""
+        if not self._running or self.stall_timeout is None:
+            return []
+        now = self._clock.now()
+        pending = len(self.queue) + len(self._in_flight)
+        idle_for = now - self._last_progress
+        problems: list[str] = []
+        if pending and idle_for > self.stall_timeout:
+            problems.append(f"{self.name} workers: no progress for {idle_for:.0f}s with {pending} key(s) queued")
+        overdue: list[str] = []
+        if self.reconcile_timeout is not None:  # without a deadline, "no progress" above is all there is to say
+            overdue_after = self.reconcile_timeout + self.stall_timeout
+            overdue = sorted(key for key, started in self._in_flight.items() if now - started > overdue_after)
+        if overdue:
+            problems.append(f"{self.name} workers: {len(overdue)} reconcile(s) running past their deadline")
+        if problems and not self._stall_reported:
+            self._log.error(
+                "Controller stalled; liveness fails.",
+                idle_seconds=round(idle_for, 1),
+                queued=len(self.queue),
+                in_flight=sorted(self._in_flight),
+                overdue=overdue,
+            )
+        self._stall_reported = bool(problems)
+        return problems
+
     async def _worker(self, index: int) -> None:
         while True:
             try:
                 key = await self.queue.get()
             except ShutDown:
                 return
+            self._progress()
+            self._in_flight[key] = self._clock.now()
             try:
                 await self._process(key)
             except asyncio.CancelledError:
@@ -151,6 +212,9 @@ class Controller:
                 self.queue.done(key)
                 self.queue.add(key)
                 raise
+            finally:
+                self._in_flight.pop(key, None)
+            self._progress()
             self.queue.done(key)
 
     async def _process(self, key: str) -> None:
@@ -158,21 +222,32 @@ class Controller:
         loop = asyncio.get_running_loop()
         start = loop.time()
         outcome: str
+        deadline = asyncio.timeout(self.reconcile_timeout)
         try:
-            result = await self.reconcile(key)
+            async with deadline:
+                result = await self.reconcile(key)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             outcome = "error"
             self.queue.add_rate_limited(key)
-            self._log.error(
-                "Reconcile failed; will retry.",
-                key=key,
-                error=str(exc) or type(exc).__name__,
-                error_type=type(exc).__name__,
-                retries=self.queue.num_requeues(key),
-                exc_info=exc,
-            )
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                self.deadlines_exceeded += 1
+                self._log.error(
+                    "Reconcile exceeded its deadline; cancelled, will retry.",
+                    key=key,
+                    deadline_seconds=self.reconcile_timeout,
+                    retries=self.queue.num_requeues(key),
+                )
+            else:
+                self._log.error(
+                    "Reconcile failed; will retry.",
+                    key=key,
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
+                    retries=self.queue.num_requeues(key),
+                    exc_info=exc,
+                )
         else:
             result = result or DONE
             if result.requeue:
