@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import structlog
 
 from multinic_ctrl.controller.clients import openstack_client
@@ -25,6 +26,7 @@ from multinic_ctrl.db import Database, DatabaseError, Repository, fence
 from multinic_ctrl.db.fence import Fenced
 from multinic_ctrl.db.migrations import migrate_until_done
 from multinic_ctrl.kube import (
+    ApiError,
     Controller,
     EventRecorder,
     Informer,
@@ -37,6 +39,7 @@ from multinic_ctrl.kube import (
     split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
+from multinic_ctrl.openstack import OpenStackError
 from multinic_ctrl.server import NotReady, ProbeServer
 from multinic_ctrl.settings import Settings
 
@@ -302,6 +305,9 @@ class ControllerService:
             observe=_observe_result,
             reconcile_timeout=cfg.reconcile_timeout,
             stall_timeout=cfg.stall_timeout,
+            # Outages (MariaDB, OpenStack, the apiserver) and a deposed leader: expected, reported in status;
+            # a traceback per attempt would only flood the log.
+            expected_errors=(DatabaseError, OpenStackError, Fenced, ApiError, aiohttp.ClientError, OSError),
         )
         for informer in self.config_informers:
             controller.watch(informer, predicate=_spec_or_meta_changed)

@@ -83,9 +83,12 @@ class Controller:
         reconcile_timeout: float | None = DEFAULT_RECONCILE_TIMEOUT,
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         clock: Clock | None = None,
+        expected_errors: tuple[type[BaseException], ...] = (),
     ) -> None:
         """`reconcile_timeout` None: no deadline; `stall_timeout` None: never stalled. `clock` times progress
-        (the deadline itself runs on the event loop's clock)."""
+        (the deadline itself runs on the event loop's clock). `expected_errors` (a database or an API that is
+        down) are logged as a warning without a traceback: rendering one per failed attempt during an outage
+        floods the log and blocks the event loop; anything else keeps its traceback."""
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.name = name
@@ -95,6 +98,7 @@ class Controller:
         self.reconcile_timeout = reconcile_timeout
         self.stall_timeout = stall_timeout
         self._observe = observe
+        self._expected_errors = expected_errors
         self._informers: list[Informer] = []
         self.results: dict[str, int] = {"success": 0, "requeue": 0, "requeue_after": 0, "error": 0}
         self.deadlines_exceeded = 0
@@ -237,6 +241,14 @@ class Controller:
                     "Reconcile exceeded its deadline; cancelled, will retry.",
                     key=key,
                     deadline_seconds=self.reconcile_timeout,
+                    retries=self.queue.num_requeues(key),
+                )
+            elif isinstance(exc, self._expected_errors):
+                self._log.warning(
+                    "Reconcile failed; will retry.",
+                    key=key,
+                    error=str(exc) or type(exc).__name__,
+                    error_type=type(exc).__name__,
                     retries=self.queue.num_requeues(key),
                 )
             else:

@@ -141,3 +141,26 @@ async def test_supervisor_shutdown_deadline() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_expected_errors_are_warnings_without_a_traceback() -> None:
+    from structlog.testing import capture_logs
+
+    class Outage(ConnectionError):
+        pass
+
+    async def reconcile(key: str) -> Result | None:
+        raise Outage("database down") if key == "outage" else ValueError("a bug")
+
+    ctrl = Controller("t-expected", reconcile, workers=1, expected_errors=(ConnectionError,))
+    with capture_logs() as logs:
+        ctrl.queue.add("outage")
+        ctrl.queue.add("bug")
+        task = asyncio.create_task(ctrl.run_workers())
+        await _until(lambda: ctrl.results["error"] >= 2)
+        await ctrl.shutdown(1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    failed = {e["key"]: e for e in logs if e["event"] == "Reconcile failed; will retry."}
+    assert failed["outage"]["log_level"] == "warning" and "exc_info" not in failed["outage"]
+    assert failed["bug"]["log_level"] == "error" and isinstance(failed["bug"]["exc_info"], ValueError)
