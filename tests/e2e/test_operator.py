@@ -94,6 +94,9 @@ async def test_lifecycle_as_its_own_service_account(workload_plane: ControlPlane
         conditions = {c["type"]: c["status"] for c in status["conditions"]}
         assert conditions["Ready"] == "True" and conditions["ControllerReady"] == "True"
         assert conditions["Drifted"] == "False" and conditions["InlineCredentials"] == "False"
+        table = workload_plane.kubectl("-n", ns, "get", "mno", NAME).stdout.splitlines()
+        assert table[0].split() == ["NAME", "PHASE", "CONTROLLER", "DATABASE", "AGE"]
+        assert table[1].split()[:4] == [NAME, "Ready", "2/2", "Ready"]
         mno = await cluster.operator(NAME)
         assert mno is not None and FINALIZER in mno["metadata"]["finalizers"]
         uid = mno["metadata"]["uid"]
