@@ -494,3 +494,32 @@ async def test_backup_history_reaches_status_and_metrics(workload_plane: Control
         assert REGISTRY.get_sample_value("multinic_operator_backup_last_status", labels) == 1
         stamp = REGISTRY.get_sample_value("multinic_operator_backup_last_success_timestamp_seconds", labels)
         assert stamp and abs(stamp - time.time()) < 300
+
+
+async def test_two_replicas_one_leader_and_a_takeover(workload_plane: ControlPlane, admin: KubeClient) -> None:
+    """Only the holder of the `multinic-operator` Lease reconciles; when it stops, the standby repairs the drift."""
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with (
+        running_operator(workload_plane.kubeconfig_path, (ns,), leader_elect=True, leader_election_namespace=ns) as a,
+        running_operator(workload_plane.kubeconfig_path, (ns,), leader_elect=True, leader_election_namespace=ns) as b,
+    ):
+        await admin.create(MULTINICOPERATORS, operator_body(NAME, database={"enabled": False}), ns)
+        await eventually(lambda: ready(cluster), "installation Ready", 60)
+        electors = [p.service.elector for p in (a, b) if p.service is not None and p.service.elector is not None]
+        assert sorted(e.is_leader for e in electors) == [False, True]
+        leader, standby = (a, b) if electors[0].is_leader else (b, a)
+        assert standby.service is not None and standby.service.controller is not None
+        assert standby.service.controller.results["success"] + standby.service.controller.results["requeue_after"] == 0
+        await leader.stop()  # releases the Lease
+        deployment = await cluster.get("Deployment", "multinic-controller")
+        assert deployment is not None
+        started = time.monotonic()
+        await admin.delete(MANAGED["Deployment"], "multinic-controller", ns)
+
+        async def recreated() -> bool:
+            again = await cluster.get("Deployment", "multinic-controller")
+            return again is not None and again["metadata"]["uid"] != deployment["metadata"]["uid"]
+
+        await eventually(recreated, "the standby to take over and repair", 30)
+        print(f"\nfigures: takeover and repair after the leader stopped: {time.monotonic() - started:.1f}s")
