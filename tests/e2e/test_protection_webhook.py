@@ -21,11 +21,13 @@ from typing import Any
 
 import pytest
 
+from multinic_ctrl.kube.client import KubeClient
 from multinic_ctrl.metrics import REGISTRY
 from multinic_ctrl.operator.admission import Decision, Installation, Policy
 from multinic_ctrl.operator.names import MANAGED_BY_LABEL, MANAGED_BY_NAMESPACE_LABEL, PROTECTED_LABEL
-from multinic_ctrl.operator.webhook_config import desired_configuration
+from multinic_ctrl.operator.webhook_config import desired_configuration, injected_bundle
 from multinic_ctrl.operator.webhook_server import DenialBatcher, ProtectionWebhook
+from multinic_ctrl.operator.webhook_sync import WebhookSync, served_material
 from multinic_ctrl.operator.webhook_tls import CA_CERT, TLS_CERT, TLS_KEY, Identity, Lifetimes, plan_secret
 from tests.support.control_plane import ControlPlane, ControlPlaneError, free_port, locate_assets
 
@@ -531,3 +533,125 @@ async def test_cascading_and_namespace_deletion_complete(cleanup_plane: ControlP
             )
         )
         await wait_gone(p, "namespace", namespace)
+
+
+# ------------------------------------------------------------------------------------------ WebhookSync
+
+
+async def test_webhook_sync_creates_reuses_and_reinjects(control_plane: ControlPlane, namespace: str) -> None:
+    """The operator's certificate loop on the real apiserver: Secret created once and reused across a restart, the
+    configuration injected, re-injected after an edit and recreated after a deletion, a corrupt Secret
+    regenerated and served without a restart."""
+    suffix = "s" + uuid.uuid4().hex[:8]
+    operator = f"system:serviceaccount:{namespace}:multinic-operator"
+    identity = Identity("multinic-operator-webhook", namespace, ("127.0.0.1",))
+    config_name = f"vprotection-test-{suffix}"
+    policy = Policy(frozenset({operator}), {namespace: Installation(OWNER)})
+    client = await KubeClient.from_config(str(control_plane.kubeconfig_path))
+    hook: ProtectionWebhook | None = None
+
+    def configuration(bundle: bytes) -> dict[str, Any]:
+        assert hook is not None
+        return desired_configuration(
+            ca_bundle=bundle,
+            client=f"https://127.0.0.1:{hook.bound_port}/validate",
+            operator_users=[operator],
+            name=config_name,
+            namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            extra_object_labels={TEST_LABEL: suffix},
+        )
+
+    def new_sync() -> WebhookSync:
+        return WebhookSync(
+            client, secret_name="webhook-tls", identity=identity, configuration=configuration, webhook=hook
+        )
+
+    async def live_configuration() -> dict[str, Any] | None:
+        done = await asyncio.to_thread(
+            control_plane.kubectl, "get", "validatingwebhookconfiguration", config_name, "--output=json", check=False
+        )
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    try:
+        first = new_sync()
+        plan = await first.ensure_certificate()
+        assert plan.reasons == ("created",)
+        hook = ProtectionWebhook(lambda: policy, *served_material(plan), host="127.0.0.1", port=0)
+        await hook.start()
+        first.webhook = hook
+        await first.sync()
+        assert first.ready
+        p = Protection(control_plane, namespace, suffix, hook, plan.data, config_name)
+        await p.kubectl("create", "serviceaccount", "multinic-operator")
+        await asyncio.to_thread(
+            control_plane.kubectl,
+            "create",
+            "rolebinding",
+            "edit-all",
+            "--clusterrole=cluster-admin",
+            f"--user={JANE}",
+            f"--serviceaccount={namespace}:multinic-operator",
+            f"--namespace={namespace}",
+        )
+        for obj in managed_objects(namespace, suffix):
+            assert_allowed(await p.as_operator("create", "--filename=-", stdin=json.dumps(obj)))
+        await p.wait_until_enforced()
+        assert injected_bundle(await live_configuration()) == plan.material.bundle
+
+        # a restarted operator reuses the Secret byte for byte
+        restarted = new_sync()
+        again = await restarted.sync()
+        assert not again.changed and again.material == plan.material
+
+        # an edited caBundle is put back; so is a deleted configuration
+        await asyncio.to_thread(
+            control_plane.kubectl,
+            "patch",
+            "validatingwebhookconfiguration",
+            config_name,
+            "--type=json",
+            "--patch",
+            json.dumps([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "Zm9v"}]),
+        )
+        assert injected_bundle(await live_configuration()) is None
+        await restarted.sync()
+        assert injected_bundle(await live_configuration()) == plan.material.bundle
+        await asyncio.to_thread(control_plane.kubectl, "delete", "validatingwebhookconfiguration", config_name)
+        await restarted.sync()
+        assert injected_bundle(await live_configuration()) == plan.material.bundle
+
+        # a corrupt Secret is regenerated; the new bundle is injected and the new certificate served
+        await p.kubectl("patch", "secret", "webhook-tls", "--type=merge", "--patch", '{"data":{"tls.key":"Zm9v"}}')
+        regenerated = await restarted.sync()
+        assert regenerated.reasons[0].startswith("corrupt")
+        assert hook.tls.generation == 1
+        assert injected_bundle(await live_configuration()) == regenerated.material.bundle
+        assert restarted.ready
+        p.data = regenerated.data
+        await p.wait_until_enforced()
+
+        # the loop: a deletion seen by a watch (here: poke) is repaired within seconds
+        loop = asyncio.create_task(restarted.run(period=30))
+        try:
+            await asyncio.to_thread(control_plane.kubectl, "delete", "validatingwebhookconfiguration", config_name)
+            restarted.poke()
+            deadline = time.monotonic() + 10
+            while injected_bundle(await live_configuration()) != regenerated.material.bundle:
+                assert time.monotonic() < deadline, "configuration not recreated"
+                await asyncio.sleep(0.2)
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    finally:
+        await asyncio.to_thread(
+            control_plane.kubectl,
+            "delete",
+            "validatingwebhookconfiguration",
+            config_name,
+            "--ignore-not-found",
+            check=False,
+        )
+        if hook is not None:
+            await hook.stop()
+        await client.close()

@@ -62,6 +62,7 @@ class ReloadingContext:
     def __init__(self, cert_pem: bytes, key_pem: bytes) -> None:
         self.listening = server_context(cert_pem, key_pem)
         self._current = self.listening
+        self.cert_pem = cert_pem  # what new connections are served
         self.generation = 0
         self.handshakes: dict[int, int] = {}  # generation -> TLS handshakes served with it
         self.listening.sni_callback = self._select
@@ -70,6 +71,7 @@ class ReloadingContext:
         """Swap in a new certificate for connections accepted from now on (raises ssl.SSLError on bad PEM)."""
         fresh = server_context(cert_pem, key_pem)
         self._current = fresh
+        self.cert_pem = cert_pem
         self.generation += 1
 
     def _select(self, connection: Any, server_name: str | None, _context: ssl.SSLContext) -> None:
