@@ -359,6 +359,31 @@ async def test_the_operator_identity_passes(control_plane: ControlPlane, namespa
         )
         assert p.denials and all(d.request.username != p.operator for d in p.denials)
 
+        # Kubernetes controllers may keep their bookkeeping (annotations, status), not change the spec
+        controller = "system:serviceaccount:kube-system:deployment-controller"
+        await p.kubectl("create", "rolebinding", "controller", "--clusterrole=cluster-admin", f"--user={controller}")
+        assert_allowed(
+            await p.kubectl(
+                "annotate",
+                "deployment",
+                "multinic-controller",
+                "deployment.kubernetes.io/revision=2",
+                as_user=controller,
+            )
+        )
+        assert_denied(
+            await p.kubectl(
+                "patch",
+                "deployment",
+                "multinic-controller",
+                "--type=merge",
+                "--patch",
+                '{"spec":{"replicas":1}}',
+                as_user=controller,
+            ),
+            "change spec.controller.replicas there",
+        )
+
 
 async def test_unprotected_objects_pass(control_plane: ControlPlane, namespace: str) -> None:
     async with protection(control_plane, namespace) as p:
