@@ -29,9 +29,9 @@ from multinic_ctrl.kube.apply import server_side_apply
 from multinic_ctrl.kube.client import PODS
 from multinic_ctrl.metrics import REGISTRY
 from multinic_ctrl.operator.desired import desired_objects
-from multinic_ctrl.operator.names import MANAGED_BY_LABEL, PROTECTED_LABEL, Owner
+from multinic_ctrl.operator.names import FIELD_MANAGER, MANAGED_BY_LABEL, PROTECTED_LABEL, Owner
 from multinic_ctrl.operator.rbac import packaged_template
-from multinic_ctrl.operator.reconciler import FINALIZER
+from multinic_ctrl.operator.reconciler import FINALIZER, owns_field
 from multinic_ctrl.operator.recovery import DATA_CLAIM, RECOVERY_SECRET
 from multinic_ctrl.operator.resources import MANAGED, MULTINICOPERATORS
 from multinic_ctrl.operator.spec import parse_spec
@@ -523,3 +523,30 @@ async def test_two_replicas_one_leader_and_a_takeover(workload_plane: ControlPla
 
         await eventually(recreated, "the standby to take over and repair", 30)
         print(f"\nfigures: takeover and repair after the leader stopped: {time.monotonic() - started:.1f}s")
+
+
+async def test_replicas_handed_over_to_an_autoscaler_keep_their_value(
+    workload_plane: ControlPlane, admin: KubeClient
+) -> None:
+    """`replicasManagedExternally: true`: the operator stops owning spec.replicas without resetting it (a plain
+    apply without the field would remove it and the apiserver would default it to 1), and never corrects it again."""
+    ns = new_namespace(workload_plane)
+    cluster = Cluster(admin, ns)
+    async with running_operator(workload_plane.kubeconfig_path, (ns,)):
+        await admin.create(MULTINICOPERATORS, operator_body(NAME, database={"enabled": False}), ns)
+        await eventually(lambda: ready(cluster), "installation Ready", 60)
+        change = {"spec": {"controller": {"replicasManagedExternally": True}}}
+        await admin.patch(MULTINICOPERATORS, NAME, change, ns)
+        await eventually(lambda: cluster.has_event(NAME, "ReplicasHandedOver"), "the hand-over Event", 30)
+        deployment = await cluster.get("Deployment", "multinic-controller")
+        assert deployment is not None and deployment["spec"]["replicas"] == 2
+        assert not owns_field(deployment, FIELD_MANAGER, "spec", "replicas")
+
+        # The "autoscaler" scales; the operator leaves it, also when it applies other changes.
+        await admin.patch(MANAGED["Deployment"], "multinic-controller", {"spec": {"replicas": 4}}, ns)
+        new_image = "registry.invalid/multinic/controller:v3"
+        updated = await admin.patch(MULTINICOPERATORS, NAME, {"spec": {"controller": {"image": new_image}}}, ns)
+        status = await eventually(lambda: ready(cluster, updated["metadata"]["generation"]), "the new image", 60)
+        assert status["controllerStatus"]["ready"] == "4/4"
+        deployment = await cluster.get("Deployment", "multinic-controller")
+        assert deployment is not None and deployment["spec"]["replicas"] == 4

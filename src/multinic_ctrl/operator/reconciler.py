@@ -80,6 +80,10 @@ PRUNABLE = ("Deployment", "CronJob", "StatefulSet", "Service", "RoleBinding", "R
 # Deletion order on uninstall: workloads first, identities last.
 UNINSTALL_ORDER = ("Deployment", "CronJob", "StatefulSet", "Service", "PersistentVolumeClaim", "Secret", *PRUNABLE[4:])
 DATA_SECRETS = frozenset({CREDENTIALS_SECRET, RECOVERY_SECRET})
+# Takes over `spec.replicas` when an autoscaler is to own it: applying the Deployment without `replicas` while the
+# operator's manager owns that field would *remove* it (the apiserver would default it to 1), so another manager
+# first co-owns the current value - the hand-over the server-side apply documentation describes.
+REPLICAS_HANDOVER = f"{FIELD_MANAGER}-replicas-handover"
 _STATEFULSET_FIXED = ("selector", "serviceName", "volumeClaimTemplates", "podManagementPolicy")
 
 
@@ -174,6 +178,32 @@ def keep_fixed_fields(desired: Mapping[str, Any], live: Mapping[str, Any]) -> di
     return body
 
 
+def owns_field(live: Mapping[str, Any], manager: str, *path: str) -> bool:
+    """Whether `manager` owns the field at `path` through an Apply (from `metadata.managedFields`; pure)."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply":
+            continue
+        node: Any = entry.get("fieldsV1") or {}
+        for part in path:
+            node = node.get(f"f:{part}") if isinstance(node, Mapping) else None
+            if node is None:
+                break
+        else:
+            return True
+    return False
+
+
+def replicas_handover(live: Mapping[str, Any]) -> dict[str, Any]:
+    """An apply that makes `REPLICAS_HANDOVER` co-own a Deployment's current replica count (pure)."""
+    meta = live["metadata"]
+    return {
+        "apiVersion": live.get("apiVersion", "apps/v1"),
+        "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)},
+    }
+
+
 def backup_gauges(namespace: str, name: str, backup: Mapping[str, Any]) -> None:
     success = backup.get("lastSuccessfulTime")
     failed = backup.get("lastFailedTime")
@@ -266,6 +296,9 @@ class MultiNicOperatorReconciler:
         present = {k: v for k, v in live.items() if v is not None}
         drifts = {(d.kind, d.namespace, d.name): d for d in detect_all(desired, present)}
         for want in desired:
+            if want["kind"] == "Deployment" and "replicas" not in want["spec"]:
+                await self._hand_over_replicas(obj, want, live.get(object_key(want)), outcome)
+        for want in desired:
             meta = want["metadata"]
             drift = drifts.get((want["kind"], meta.get("namespace", ""), meta["name"]))
             if drift is not None:
@@ -355,6 +388,24 @@ class MultiNicOperatorReconciler:
             metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="repaired").inc()
         else:
             outcome.changed.append(f"{kind} {name}")
+
+    async def _hand_over_replicas(
+        self, obj: JsonObj, want: dict[str, Any], live: JsonObj | None, outcome: _Outcome
+    ) -> None:
+        """`replicasManagedExternally`: stop owning `spec.replicas` without changing it."""
+        if live is None or not owns_field(live, FIELD_MANAGER, "spec", "replicas"):
+            return
+        resource = resource_of(want)
+        await server_side_apply(self.d.kube, resource, replicas_handover(live), field_manager=REPLICAS_HANDOVER)
+        applied = await server_side_apply(self.d.kube, resource, want, field_manager=FIELD_MANAGER)
+        self._applied[object_key(want)] = applied
+        outcome.applied[object_key(want)] = applied
+        replicas = (applied.get("spec") or {}).get("replicas")
+        self.d.events.normal(
+            obj,
+            "ReplicasHandedOver",
+            f"Deployment {want['metadata']['name']}: replicas ({replicas}) left to an autoscaler",
+        )
 
     async def _prune(self, owner: Owner, desired: Sequence[Mapping[str, Any]], outcome: _Outcome) -> None:
         wanted = {(d["kind"], d["metadata"]["name"]) for d in desired}

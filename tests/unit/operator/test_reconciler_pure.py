@@ -9,7 +9,7 @@ from multinic_ctrl.kube.owned import label_owner_keys
 from multinic_ctrl.metrics import REGISTRY
 from multinic_ctrl.operator.desired import MANAGED_KINDS
 from multinic_ctrl.operator.names import MANAGED_BY_LABEL, MANAGED_BY_NAMESPACE_LABEL
-from multinic_ctrl.operator.reconciler import backup_gauges, keep_fixed_fields
+from multinic_ctrl.operator.reconciler import backup_gauges, keep_fixed_fields, owns_field, replicas_handover
 from multinic_ctrl.operator.resources import MANAGED, secret_identity, watched
 from multinic_ctrl.operator.service import owner_index, spec_or_lifecycle_changed
 from tests.unit.operator.support import build, find
@@ -96,3 +96,28 @@ def test_backup_gauges() -> None:
         {"enabled": True, "lastSuccessfulTime": "2026-01-01T00:00:00Z", "lastFailedTime": "2026-01-02T00:00:00Z"},
     )
     assert value("multinic_operator_backup_last_status") == 0
+
+
+def test_owns_field_reads_managed_fields_of_apply_operations_only() -> None:
+    live = {
+        "metadata": {
+            "name": "multinic-controller",
+            "namespace": "ns",
+            "managedFields": [
+                {"manager": "multinic-operator", "operation": "Apply",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+                {"manager": "kube-controller-manager", "operation": "Update",
+                 "fieldsV1": {"f:status": {"f:replicas": {}}}},
+            ],
+        },
+        "spec": {"replicas": 3},
+    }  # fmt: skip
+    assert owns_field(live, "multinic-operator", "spec", "replicas")
+    assert not owns_field(live, "multinic-operator", "spec", "selector")
+    assert not owns_field(live, "kube-controller-manager", "status", "replicas")  # an Update, not an Apply
+    assert not owns_field({"metadata": {}}, "multinic-operator", "spec", "replicas")
+    handover = replicas_handover(live)
+    assert handover == {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "multinic-controller", "namespace": "ns"}, "spec": {"replicas": 3},
+    }  # fmt: skip
