@@ -62,6 +62,11 @@ _BOOKKEEPING_METADATA = frozenset(
 )
 
 
+def service_account_user(namespace: str, name: str) -> str:
+    """The username a ServiceAccount authenticates as (what `Policy.operator_users` holds)."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
 @dataclass(frozen=True)
 class Installation:
     """One MultiNicOperator the operator serves: its name (namespace is the key) and protection settings."""

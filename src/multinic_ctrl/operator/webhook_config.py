@@ -13,7 +13,9 @@ Invariants (why `failurePolicy: Fail` cannot lock anyone out):
 * **`deployments/scale` and `statefulsets/scale` are covered** by a second webhook,
   `vprotection-scale.multinic.example.com`: a Scale object carries no labels, so an `objectSelector` would never
   match it; instead `matchConditions` select the managed workload names (`admission.SCALE_TARGETS`) and the
-  decision checks that the namespace has an installation;
+  decision checks that the namespace has an installation. Its denials therefore name
+  `vprotection-scale.multinic.example.com`; and while the endpoint is down, scaling a Deployment called
+  `multinic-controller` (StatefulSet `multinic-mariadb`) fails in every namespace but `kube-system`;
 * **cluster-scoped, so no owner reference** - a namespaced MultiNicOperator cannot own it; the operator deletes it
   with the last MultiNicOperator (finalizer) and recreates it from a watch if anyone deletes it (the documented
   break-glass path) - the apiserver never sends webhook configurations to webhooks, so nothing can block that.

@@ -89,11 +89,15 @@ class Batch:
     last_event: str
 
 
-def event_message(decision: Decision, at: datetime) -> str:
-    """One line for an Event / `lastProtectionEvent`: when, who, what, and what to change instead."""
+def event_message(decision: Decision, at: datetime | None = None) -> str:
+    """One line: who did what, and what to change instead; prefixed with the time when `at` is given.
+
+    Events take it without a time (the recorder aggregates identical messages into one Event with a count);
+    `lastProtectionEvent` with one.
+    """
     r = decision.request
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return f"{stamp} denied {r.verb} of {r.target} by {r.username}: {decision.message}"
+    text = f"denied {r.verb} of {r.target} by {r.username}: {decision.message}"
+    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} {text}" if at is not None else text
 
 
 class DenialBatcher:

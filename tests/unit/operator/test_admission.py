@@ -17,10 +17,11 @@ from multinic_ctrl.operator.admission import (
     evaluate,
     parse_review,
     review_response,
+    service_account_user,
 )
 from multinic_ctrl.operator.model import ProtectionSpec
 
-OPERATOR = "system:serviceaccount:multinic-system:multinic-operator"
+OPERATOR = service_account_user("multinic-system", "multinic-operator")
 NS = "multinic-system"
 POLICY = Policy(frozenset({OPERATOR}), {NS: Installation("production-system")})
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXJvb3QtcHc="

@@ -289,6 +289,7 @@ def test_event_message_and_status() -> None:
         "multinic-controller is managed by MultiNicOperator multinic-system/production-system; "
         "change spec.controller.replicas there"
     )
+    assert event_message(denial()) == message.removeprefix("2026-12-02T11:00:00Z ")
     previous = {"active": True, "preventedMutations": 5, "lastProtectionEvent": "old"}
     assert protection_status(previous, Batch(2, message)) == {
         "active": True,
