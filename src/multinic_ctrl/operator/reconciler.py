@@ -118,6 +118,7 @@ class ReconcilerDeps:
     clock: Callable[[], dt.datetime] = _utcnow
     rng: Rng = secrets.token_bytes
     resync: float = 60.0
+    protection_active: Callable[[], bool] = lambda: False  # the webhook (issue 13): served, trusted, configured
 
 
 @dataclass
@@ -324,6 +325,7 @@ class MultiNicOperatorReconciler:
             now=now,
             credentials=credentials,
             recreate_required=outcome.recreate,
+            protection_active=self.d.protection_active(),
         )
         document = self._extra_conditions(document, outcome, refused, generation, previous, now)
         await self._write_status(obj, document)
