@@ -7,12 +7,23 @@ VENV_BIN := $(shell MULTINIC_VENV=$${MULTINIC_VENV:-$$HOME/.cache/multinic/venv}
 PY := $(VENV_BIN)/python
 IMAGE ?= multinic:v1alpha1
 PLATFORMS ?= linux/amd64,linux/arm64
-CONTAINER_TOOL ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null || echo docker)
+# podman, buildah or docker, whichever exists (a docker client without a reachable daemon does not count).
+CONTAINER_TOOL ?= $(shell for t in podman buildah; do command -v $$t >/dev/null 2>&1 && { echo $$t; exit; }; done; \
+  docker info >/dev/null 2>&1 && echo docker || echo podman)
+# Empty: the Containerfile's default (python:3.11-slim). Without a registry: localhost/multinic-base:bookworm
+# (scripts/test-images makes it with mmdebstrap).
+BASE_IMAGE ?=
+# What podman/buildah need on cgroup-v1-hybrid hosts with a restrictive sandbox (crun cannot, default rlimits
+# are refused); harmless elsewhere. A CA bundle in $$PIP_CERT (TLS-intercepting proxy) goes in as a build secret.
+PODMAN_FLAGS ?= $(if $(shell command -v runc 2>/dev/null),--runtime runc) --cgroup-manager cgroupfs
+IMAGE_BUILD_FLAGS ?= --network host --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 \
+  $(if $(PIP_CERT),--secret id=pip-ca$(comma)src=$(PIP_CERT)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE))
+comma := ,
 # Test services: a private MariaDB and etcd + kube-apiserver, both started or built on demand.
 TEST_ENV = eval "$$(scripts/local-mariadb env)" && export KUBEBUILDER_ASSETS="$$(scripts/control-plane-assets)"
 
-.PHONY: help venv build test test-db test-integration test-openstack test-all test-coverage lint fmt vet run migrate \
-        demo install uninstall deploy undeploy docker-build docker-buildx services
+.PHONY: help venv build test test-db test-integration test-openstack test-cluster test-all test-coverage lint fmt vet \
+        run migrate demo install uninstall deploy undeploy docker-build docker-buildx services images
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,6 +48,12 @@ test-db: venv ## database tests against a real MariaDB (started if needed)
 test-integration: venv services ## integration + end-to-end tests on a real kube-apiserver, MariaDB and the OpenStack simulator
 	$(TEST_ENV) && $(PY) -m pytest tests/db tests/integration tests/e2e
 
+images: ## build (or reuse) the cluster tier's images: controller, test MariaDB, pause (~/.cache/multinic/images)
+	scripts/test-images >/dev/null
+
+test-cluster: venv services images ## the cluster tier: a real containerd + kubelet node running the controller image (root)
+	$(TEST_ENV) && $(PY) -m pytest tests/cluster
+
 test-openstack: venv services ## contract tests + controller e2e against real OpenStack and the simulator (bed left up)
 	scripts/openstack-testbed up && scripts/openstack-testbed seed
 	$(TEST_ENV) && $(PY) -m pytest tests/openstack_real
@@ -44,10 +61,10 @@ test-openstack: venv services ## contract tests + controller e2e against real Op
 # Runs pytest with the real OpenStack testbed up for the openstack_real tier, and takes the bed down after.
 WITH_TESTBED = scripts/openstack-testbed up && scripts/openstack-testbed seed && $(TEST_ENV) && $(PY) -m pytest
 
-test-all: venv services ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
+test-all: venv services images ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
 	$(WITH_TESTBED); status=$$?; scripts/openstack-testbed down; exit $$status
 
-test-coverage: venv services ## every tier with a coverage report (htmlcov/)
+test-coverage: venv services images ## every tier with a coverage report (htmlcov/)
 	$(WITH_TESTBED) --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html; \
 	  status=$$?; scripts/openstack-testbed down; exit $$status
 
@@ -87,8 +104,15 @@ deploy: ## deploy CRDs, RBAC and the controller into multinic-system
 undeploy: ## remove what deploy created
 	kubectl delete --ignore-not-found -f manifests/controller/ -f manifests/rbac/
 
-docker-build: ## build the container image $(IMAGE) with podman or docker
-	$(CONTAINER_TOOL) build -f Containerfile -t $(IMAGE) .
+docker-build: ## build the container image $(IMAGE) with podman, buildah or docker (BASE_IMAGE=... without a registry)
+	@case "$(notdir $(CONTAINER_TOOL))" in \
+	  podman) set -x; podman $(PODMAN_FLAGS) build $(IMAGE_BUILD_FLAGS) -f Containerfile -t $(IMAGE) . ;; \
+	  buildah) set -x; buildah build $(IMAGE_BUILD_FLAGS) $(if $(shell command -v runc 2>/dev/null),--runtime runc) \
+	    -f Containerfile -t $(IMAGE) . ;; \
+	  *) set -x; DOCKER_BUILDKIT=1 $(CONTAINER_TOOL) build $(IMAGE_BUILD_FLAGS) -f Containerfile -t $(IMAGE) . ;; \
+	esac || { echo "docker-build failed; no registry reachable? build on a local Debian base:" \
+	  "scripts/test-images controller, then make docker-build BASE_IMAGE=localhost/multinic-base:bookworm" >&2; exit 1; }
 
 docker-buildx: ## build a multi-arch image ($(PLATFORMS)) with docker buildx
-	docker buildx build -f Containerfile --platform $(PLATFORMS) -t $(IMAGE) .
+	docker buildx build -f Containerfile --platform $(PLATFORMS) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  $(if $(PIP_CERT),--secret id=pip-ca$(comma)src=$(PIP_CERT)) -t $(IMAGE) .
