@@ -259,7 +259,13 @@ async def test_auto_recovery_off_only_reports(workload_plane: ControlPlane, admi
 
         await eventually(reported, "the drift to be reported in status", 30)
         await eventually(lambda: cluster.has_event(NAME, "DriftDetected", "spec.replicas"), "DriftDetected Event")
+        reported = {"kind": "Deployment", "action": "reported"}
+        once = REGISTRY.get_sample_value("multinic_operator_drift_detected_total", reported)
+        # Another reconcile (a label change wakes it) reports the same drift in status only: no new Event or count.
+        await admin.patch(MULTINICOPERATORS, NAME, {"metadata": {"labels": {"touched": "yes"}}}, ns)
         await asyncio.sleep(2)
+        assert REGISTRY.get_sample_value("multinic_operator_drift_detected_total", reported) == once
+        assert len([e for e in await cluster.events(NAME) if e["reason"] == "DriftDetected"]) == 1
         deployment = await cluster.get("Deployment", "multinic-controller")
         assert deployment is not None and deployment["spec"]["replicas"] == 5, "auto-recovery off: not repaired"
         assert drift_count("Deployment") == before

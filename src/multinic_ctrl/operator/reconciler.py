@@ -365,13 +365,15 @@ class MultiNicOperatorReconciler:
     ) -> None:
         kind, name = want["kind"], want["metadata"]["name"]
         if drift.recreate:
-            outcome.recreate += [f"{kind} {name}: {path}" for path in drift.recreate]
-            metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="recreate").inc()
+            needed = [f"{kind} {name}: {path}" for path in drift.recreate]
+            known = ((obj.get("status") or {}).get("databaseStatus") or {}).get("recreateRequired") or []
+            if any(n not in known for n in needed):
+                metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="recreate").inc()
+            outcome.recreate += needed
             if not drift.patchable:
                 return
         if steady and not spec.protection.enable_auto_recovery:
             outcome.reported.append(drift)
-            metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="reported").inc()
             return
         body = keep_fixed_fields(want, live) if drift.recreate and live is not None else want
         try:
@@ -423,7 +425,13 @@ class MultiNicOperatorReconciler:
         for drift in outcome.repaired:
             self.d.events.normal(obj, "DriftCorrected", f"Repaired {_describe(drift)}")
             log.info("Drift corrected", drift=_describe(drift), **_ids(obj))
+        conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+        drifted = conditions.get("Drifted") or {}
+        already = drifted.get("message", "") if drifted.get("status") == "True" else ""
         for drift in outcome.reported:
+            if _describe(drift) in already:
+                continue  # reported before and still the same: status keeps saying so, no new Event
+            metrics.OPERATOR_DRIFT_DETECTED.labels(kind=drift.kind, action="reported").inc()
             self.d.events.warning(
                 obj, "DriftDetected", f"{_describe(drift)}; not repaired (protection.enableAutoRecovery is false)"
             )
