@@ -4,16 +4,29 @@ Shapes follow the public API reference:
 - Keystone `POST /v3/auth/tokens` (password method) → 201, token in `X-Subject-Token`, body `{"token": ...}`
   with `expires_at`/`issued_at` and a catalog pointing back at this server; failures are
   `{"error": {"code", "title", "message"}}`.
-- Nova `GET /v2.1/servers[/detail]`: `name` is a regex *search*, `|` escaped as nova's `_safe_regex_mysql`
-  does, case-insensitive like MySQL's default collation; newest first; `limit`/`marker`, and a next link in
-  `servers_links` whenever a page is full (so the last page can be empty, as in Nova).
+- Nova `GET /v2.1/servers[/detail]`: the token's project only (no `all_tenants`); `name` is a regex *search*,
+  `|` escaped as nova's `_safe_regex_mysql` does, case-insensitive like MySQL's default collation; newest
+  first; `limit`/`marker`, and a next link in `servers_links` whenever a page is full (so the last page can be
+  empty, as in Nova).
+- Nova microversions: `GET /v2.1[/]` is the (unauthenticated) version document with `min_version` 2.1 and a
+  configurable maximum; requests choose one with `OpenStack-API-Version: compute X` (or the legacy
+  `X-OpenStack-Nova-API-Version`), `latest` allowed; out of range is a 406, malformed a 400; responses echo
+  it in both headers.
+- Nova down cells (`Server.down_cell`): skipped from every listing (`list_records_by_skipping_down_cells`),
+  except that from 2.69 on a listing *without any query parameter* (a filter, `limit`, `marker` or sorting
+  turns it off: `servers.py` `_is_cell_down_supported`) returns them as partial records
+  (`{"id", "status": "UNKNOWN", "links"}`, detail adds `tenant_id` and `created`), after the reachable
+  servers have taken their share of the page (`compute/api.py` `get_all`).
 - Neutron `GET /v2.0/{subnets,ports,networks}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed,
   `fixed_ips=subnet_id=…`/`ip_address=…`, `fields`; a filter that is no attribute of the collection is a
   400 (`['x'] is invalid attribute for filtering`). Listings are sorted by id and always paged, like
   `pagination_max_limit` does: page size min(limit or max, max), `limit`/`marker`/`page_reverse`, a next
   link while items remain and a previous link on every forward page (`api_common.get_pagination_links`).
   Ports are ACTIVE when bound to a server, DOWN otherwise. Errors are
-  `{"NeutronError": {"type", "message", "detail"}}`.
+  `{"NeutronError": {"type", "message", "detail"}}`. Ownership: an admin token sees every project's networks,
+  subnets and ports, any other token its project's plus networks (and their subnets) shared with it; `shared`
+  (and the `shared` filter) is evaluated for the token's project; subnets accept `shared` as a filter but never
+  show it (`is_visible: False` in neutron-lib).
 - Services reject missing/expired/revoked tokens like keystonemiddleware: 401 with the Keystone error body.
 """
 
@@ -52,7 +65,7 @@ PORT_FILTERS = _COMMON_FILTERS | {
     "status",
     "admin_state_up",
 }
-SUBNET_FILTERS = _COMMON_FILTERS | {"network_id", "cidr", "ip_version", "enable_dhcp", "gateway_ip"}
+SUBNET_FILTERS = _COMMON_FILTERS | {"network_id", "cidr", "ip_version", "enable_dhcp", "gateway_ip", "shared"}
 NETWORK_FILTERS = _COMMON_FILTERS | {"status", "shared", "mtu", "admin_state_up"}
 
 
@@ -99,6 +112,9 @@ def fault_response(endpoint: str, status: int, retry_after: str | None) -> web.R
 
 
 # ---------------------------------------------------------------------------------------------- middleware
+_UNAUTHENTICATED = frozenset({"compute.versions"})  # Nova's version documents need no token
+
+
 @web.middleware
 async def simulate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request log, injected latency/faults, and token checks for Nova/Neutron."""
@@ -106,30 +122,35 @@ async def simulate(request: web.Request, handler: Handler) -> web.StreamResponse
     endpoint = (route.name or "other").split("_", 1)[0]  # detail/legacy variants share one key
     faults, log = request.app[FAULTS], request.app[LOG]
     query = tuple(request.query.items())
+    asked = request.headers.get("OpenStack-API-Version") or request.headers.get("X-OpenStack-Nova-API-Version")
+
+    def record(status: int) -> None:
+        log.record(endpoint, request.method, request.path, query, status, asked)
+
     delay = faults.delay_for(endpoint)
     if delay:
         await asyncio.sleep(delay)
     fault = faults.take(endpoint)
     if fault is not None:
         if fault.drop:
-            log.record(endpoint, request.method, request.path, query, 0)
+            record(0)
             if request.transport is not None:
                 request.transport.abort()
             raise asyncio.CancelledError  # nothing more to send on an aborted connection
-        log.record(endpoint, request.method, request.path, query, fault.status)
+        record(fault.status)
         return fault_response(endpoint, fault.status, fault.retry_after)
-    if endpoint.startswith(("compute.", "network.")):
+    if endpoint.startswith(("compute.", "network.")) and endpoint not in _UNAUTHENTICATED:
         token = request.app[STATE].valid_token(request.headers.get("X-Auth-Token"))
         if token is None:
-            log.record(endpoint, request.method, request.path, query, 401)
+            record(401)
             return unauthorized()
         request[TOKEN] = token
     try:
         resp = await handler(request)
     except web.HTTPException as exc:
-        log.record(endpoint, request.method, request.path, query, exc.status)
+        record(exc.status)
         raise
-    log.record(endpoint, request.method, request.path, query, resp.status)
+    record(resp.status)
     return resp
 
 
@@ -222,7 +243,12 @@ def _token_body(token: Token, request: web.Request) -> dict[str, Any]:
             "name": token.project.name,
             "domain": {"id": token.project.domain.lower(), "name": token.project.domain},
         }
-        body["roles"] = [{"id": "fa454288e5a34b45b1286aa3a3cf90b6", "name": "admin"}]
+        role = (
+            ("fa454288e5a34b45b1286aa3a3cf90b6", "admin")
+            if token.user.admin
+            else ("9fe2ff9ee4384b1894a90878d3e92bab", "member")
+        )
+        body["roles"] = [{"id": role[0], "name": role[1]}]
         body["catalog"] = _catalog(str(request.url.origin()), request.app[CONFIG].get("region", "RegionOne"))
     else:
         body["catalog"] = []
@@ -250,17 +276,101 @@ def _nova_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern.replace("|", "\\|"), re.IGNORECASE)
 
 
-def _server_view(server: Server, origin: str, project_id: str, detail: bool) -> dict[str, Any]:
-    links = [
+MICROVERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
+PARTIAL_SERVERS = (2, 69)
+_PAGING_SORTING = frozenset({"limit", "marker", "sort_key", "sort_dir"})
+
+
+def _version_text(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def _microversion_range(config: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    maximum = config.get("nova_max_microversion")
+    if maximum is None:
+        return None
+    major, minor = (int(x) for x in str(maximum).split("."))
+    return (2, 1), (major, minor)
+
+
+def _requested_microversion(request: web.Request) -> tuple[int, int] | web.Response | None:
+    """The microversion a request asks for (nova.api.openstack.wsgi): the minimum when it asks for none."""
+    offered = _microversion_range(request.app[CONFIG])
+    if offered is None:
+        return None  # no microversions at all: headers are ignored
+    minimum, maximum = offered
+    text = None
+    header = request.headers.get("OpenStack-API-Version")
+    if header is not None:
+        for part in header.split(","):
+            service, _, value = part.strip().partition(" ")
+            if service.lower() == "compute":
+                text = value.strip()
+    if text is None:
+        text = request.headers.get("X-OpenStack-Nova-API-Version")
+    if text is None:
+        return minimum
+    if text.lower() == "latest":
+        return maximum
+    match = MICROVERSION.match(text.strip())
+    if match is None:
+        return nova_error(
+            400, "badRequest", f"API Version String {text} is of invalid format. Must be of format MajorNum.MinorNum."
+        )
+    version = (int(match.group(1)), int(match.group(2)))
+    if not minimum <= version <= maximum:
+        refused = nova_error(
+            406,
+            "computeFault",
+            f"Version {text} is not supported by the API. Minimum is {_version_text(minimum)} and maximum is "
+            f"{_version_text(maximum)}.",
+        )
+        return _echo_microversion(refused, version)  # Nova names the version it refused
+    return version
+
+
+def _echo_microversion(resp: web.Response, version: tuple[int, int] | None) -> web.Response:
+    if version is not None:
+        resp.headers["OpenStack-API-Version"] = f"compute {_version_text(version)}"
+        resp.headers["X-OpenStack-Nova-API-Version"] = _version_text(version)
+        resp.headers.add("Vary", "OpenStack-API-Version")
+        resp.headers.add("Vary", "X-OpenStack-Nova-API-Version")
+    return resp
+
+
+async def compute_version(request: web.Request) -> web.Response:
+    """`GET /v2.1` and `/v2.1/`: Nova's version document (no token needed)."""
+    origin = str(request.url.origin())
+    offered = _microversion_range(request.app[CONFIG])
+    doc = {
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": _version_text(offered[1]) if offered else "",
+        "min_version": _version_text(offered[0]) if offered else "",
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [
+            {"rel": "self", "href": f"{origin}/v2.1/"},
+            {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"},
+        ],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}],
+    }
+    return web.json_response({"version": doc})
+
+
+def _server_links(server: Server, origin: str) -> list[dict[str, str]]:
+    return [
         {"rel": "self", "href": f"{origin}/v2.1/servers/{server.id}"},
         {"rel": "bookmark", "href": f"{origin}/servers/{server.id}"},
     ]
-    view: dict[str, Any] = {"id": server.id, "name": server.name, "links": links}
+
+
+def _server_view(server: Server, origin: str, detail: bool) -> dict[str, Any]:
+    view: dict[str, Any] = {"id": server.id, "name": server.name, "links": _server_links(server, origin)}
     if detail:
         view.update(
             {
                 "status": server.status,
-                "tenant_id": project_id,
+                "tenant_id": server.project_id,
                 "user_id": "d1b19dd2b7b04850a0d7c7de8a9aad02",
                 "metadata": {},
                 "addresses": {},
@@ -272,10 +382,31 @@ def _server_view(server: Server, origin: str, project_id: str, detail: bool) -> 
     return view
 
 
+def _partial_server_view(server: Server, origin: str, detail: bool) -> dict[str, Any]:
+    """nova views/servers.py for a down cell: `basic` (id, status, links) or `_show_from_down_cell`."""
+    view: dict[str, Any] = {"id": server.id, "status": "UNKNOWN", "links": _server_links(server, origin)}
+    if detail:
+        view |= {"tenant_id": server.project_id, "created": "2024-01-01T00:00:00Z"}
+    return view
+
+
 async def list_servers(request: web.Request) -> web.Response:
     state, config = request.app[STATE], request.app[CONFIG]
+    version = _requested_microversion(request)
+    if isinstance(version, web.Response):
+        return version
     q = request.query
-    servers = sorted(state.servers.values(), key=lambda s: (s.created, s.id), reverse=True)
+    token = request[TOKEN]
+    project_id = token.project.id if token.project else ""
+    mine = sorted(
+        (s for s in state.servers.values() if s.project_id == project_id),
+        key=lambda s: (s.created, s.id),
+        reverse=True,
+    )
+    # Partial records only for an unfiltered, unpaged listing at >= 2.69 (all_tenants is the one exception).
+    cell_down_support = version is not None and version >= PARTIAL_SERVERS and not (set(q.keys()) - {"all_tenants"})
+    servers = [s for s in mine if not s.down_cell]
+    down = [s for s in mine if s.down_cell]
     if "name" in q:
         try:
             regex = _nova_regex(q["name"])
@@ -300,15 +431,18 @@ async def list_servers(request: web.Request) -> web.Response:
             return nova_error(400, "badRequest", f"marker [{q['marker']}] not found")
         start = ids.index(q["marker"]) + 1
     page = servers[start : start + limit]
-    token = request[TOKEN]
     origin = str(request.url.origin())
-    project_id = token.project.id if token.project else ""
     detail = request.path.endswith("/detail")
-    body: dict[str, Any] = {"servers": [_server_view(s, origin, project_id, detail) for s in page]}
-    if page and len(page) == limit:  # Nova: a full page always gets a next link
-        params = [(k, v) for k, v in q.items() if k != "marker"] + [("marker", page[-1].id)]
+    views = [_server_view(s, origin, detail) for s in page]
+    if cell_down_support:
+        # compute/api.py get_all: the reachable servers take the page first, partial records fill the rest.
+        room = max(limit - len(page), 0)
+        views = [_partial_server_view(s, origin, detail) for s in down[:room]] + views
+    body: dict[str, Any] = {"servers": views}
+    if views and len(views) == limit:  # Nova: a full page always gets a next link
+        params = [(k, v) for k, v in q.items() if k != "marker"] + [("marker", views[-1]["id"])]
         body["servers_links"] = [{"rel": "next", "href": f"{origin}{request.path}?{urlencode(params)}"}]
-    return web.json_response(body)
+    return _echo_microversion(web.json_response(body), version)
 
 
 # ------------------------------------------------------------------------------------------------- neutron
@@ -323,9 +457,20 @@ def _port_view(port: Port, state: SimState) -> dict[str, Any]:
         "status": state.port_status(port),
         "admin_state_up": True,
         "fixed_ips": [{"subnet_id": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips],
-        "tenant_id": "your-project-id",
-        "project_id": "your-project-id",
+        "tenant_id": port.project_id,
+        "project_id": port.project_id,
     }
+
+
+def _scope(request: web.Request) -> tuple[bool, str | None]:
+    """(admin?, project ID) of the request's token."""
+    token = request[TOKEN]
+    return token.user.admin, token.project.id if token.project else None
+
+
+def _network_visible(net: Network, request: web.Request) -> bool:
+    admin, project_id = _scope(request)
+    return admin or net.project_id == project_id or net.shared_to(project_id)
 
 
 def _bad_filters(query: MultiMapping[str], allowed: frozenset[str]) -> web.Response | None:
@@ -390,6 +535,7 @@ def _neutron_list(
     items: list[dict[str, Any]],
     endpoint: str,
     allowed_filters: frozenset[str],
+    hidden: frozenset[str] = frozenset(),
 ) -> web.Response:
     q = request.query
     bad = _bad_filters(q, allowed_filters)
@@ -437,6 +583,8 @@ def _neutron_list(
     fields = q.getall("fields", [])
     if fields:
         items = [{k: v for k, v in i.items() if k in fields} for i in items]
+    if hidden:  # filter-only attributes (is_visible False) never leave the server
+        items = [{k: v for k, v in i.items() if k not in hidden} for i in items]
     body: dict[str, Any] = {collection: items}
     if links:
         body[f"{collection}_links"] = links
@@ -445,56 +593,65 @@ def _neutron_list(
 
 async def list_subnets(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    items = [
-        {
-            "id": s.id,
-            "name": s.name,
-            "network_id": s.network_id,
-            "cidr": s.cidr,
-            "ip_version": s.ip_version,
-            "enable_dhcp": True,
-            "gateway_ip": None,
-            "tenant_id": "your-project-id",
-            "project_id": "your-project-id",
-        }
-        for s in state.subnets.values()
-    ]
-    return _neutron_list(request, "subnets", items, "network.subnets", SUBNET_FILTERS)
+    _, project_id = _scope(request)
+    items = []
+    for s in state.subnets.values():
+        net = state.networks[s.network_id]
+        if not _network_visible(net, request) and s.project_id != project_id:
+            continue
+        items.append(
+            {
+                "id": s.id,
+                "name": s.name,
+                "network_id": s.network_id,
+                "cidr": s.cidr,
+                "ip_version": s.ip_version,
+                "enable_dhcp": True,
+                "gateway_ip": None,
+                "tenant_id": s.project_id,
+                "project_id": s.project_id,
+                # The subnet's `shared` is its network's, for the requesting project; filter-only.
+                "shared": net.shared_to(project_id),
+            }
+        )
+    return _neutron_list(request, "subnets", items, "network.subnets", SUBNET_FILTERS, hidden=frozenset({"shared"}))
 
 
 async def list_ports(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    items = [_port_view(p, state) for p in state.ports.values()]
+    admin, project_id = _scope(request)
+    items = [_port_view(p, state) for p in state.ports.values() if admin or p.project_id == project_id]
     return _neutron_list(request, "ports", items, "network.ports", PORT_FILTERS)
 
 
-def _network_view(net: Network, state: SimState) -> dict[str, Any]:
+def _network_view(net: Network, state: SimState, project_id: str | None) -> dict[str, Any]:
     return {
         "id": net.id,
         "name": net.name,
         "mtu": net.mtu,
         "status": net.status,
         "admin_state_up": True,
-        "shared": False,
+        "shared": net.shared_to(project_id),
         "subnets": [s.id for s in state.subnets.values() if s.network_id == net.id],
-        "tenant_id": "your-project-id",
-        "project_id": "your-project-id",
+        "tenant_id": net.project_id,
+        "project_id": net.project_id,
     }
 
 
 async def list_networks(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    items = [_network_view(n, state) for n in state.networks.values()]
+    _, project_id = _scope(request)
+    items = [_network_view(n, state, project_id) for n in state.networks.values() if _network_visible(n, request)]
     return _neutron_list(request, "networks", items, "network.networks", NETWORK_FILTERS)
 
 
 async def show_network(request: web.Request) -> web.Response:
     state = request.app[STATE]
     net = state.networks.get(request.match_info["network_id"])
-    if net is None:
+    if net is None or not _network_visible(net, request):
         nid = request.match_info["network_id"]
         return neutron_error(404, "NetworkNotFound", f"Network {nid} could not be found.")
-    view = _network_view(net, state)
+    view = _network_view(net, state, _scope(request)[1])
     fields = request.query.getall("fields", [])
     if fields:
         view = {k: v for k, v in view.items() if k in fields}
@@ -510,20 +667,32 @@ def build_app(
     region: str = "RegionOne",
     nova_max_limit: int = 1000,
     neutron_max_limit: int | None = 1000,
+    nova_max_microversion: str | None = "2.96",
 ) -> web.Application:
     """`neutron_max_limit` is Neutron's `pagination_max_limit`: every listing pages at
-    min(limit or max, max); None is its `-1` (no server-side cap; paging only with `limit`)."""
+    min(limit or max, max); None is its `-1` (no server-side cap; paging only with `limit`).
+    `nova_max_microversion` is the highest compute microversion offered (below 2.69: no partial records of
+    down cells); None models an endpoint without microversions (empty version document, headers ignored)."""
+    if nova_max_microversion is not None and not MICROVERSION.match(nova_max_microversion):
+        raise ValueError(f"nova_max_microversion must look like 2.69, not {nova_max_microversion!r}")
     if neutron_max_limit is not None and neutron_max_limit <= 0:
         raise ValueError(f"neutron_max_limit must be positive or None, not {neutron_max_limit}")
     app = web.Application(middlewares=[simulate])
     app[STATE] = state
     app[FAULTS] = faults
     app[LOG] = log
-    app[CONFIG] = {"region": region, "nova_max_limit": nova_max_limit, "neutron_max_limit": neutron_max_limit}
+    app[CONFIG] = {
+        "region": region,
+        "nova_max_limit": nova_max_limit,
+        "neutron_max_limit": neutron_max_limit,
+        "nova_max_microversion": nova_max_microversion,
+    }
     r = app.router
     r.add_post("/v3/auth/tokens", create_token, name="identity.tokens")
     r.add_get("/v3", identity_version, name="identity.version")
     r.add_get("/v3/", identity_version, name="identity.version_slash")
+    r.add_get("/v2.1", compute_version, name="compute.versions")
+    r.add_get("/v2.1/", compute_version, name="compute.versions_slash")
     r.add_get("/v2.1/servers", list_servers, name="compute.servers")
     r.add_get("/v2.1/servers/detail", list_servers, name="compute.servers_detail")
     r.add_get("/v2.1/{project_id}/servers", list_servers, name="compute.servers_legacy")

@@ -1,8 +1,8 @@
 """Fault injection and the request log of the simulator.
 
-Endpoint keys name one API each: `identity.tokens`, `compute.servers`, `network.subnets`, `network.ports`,
-`network.networks`; `*` applies to every endpoint. Randomness (error rates) comes from a seeded RNG so a
-run can be reproduced.
+Endpoint keys name one API each: `identity.tokens`, `compute.versions`, `compute.servers`, `network.subnets`,
+`network.ports`, `network.networks`; `*` applies to every endpoint. Randomness (error rates) comes from a
+seeded RNG so a run can be reproduced.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-ENDPOINTS = ("identity.tokens", "compute.servers", "network.subnets", "network.ports", "network.networks")
+ENDPOINTS = (
+    "identity.tokens",
+    "compute.versions",
+    "compute.servers",
+    "network.subnets",
+    "network.ports",
+    "network.networks",
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class RequestRecord:
     query: tuple[tuple[str, str], ...]
     status: int  # 0 for a dropped connection
     at: float
+    microversion: str | None = None  # the compute microversion header the request carried (never the token)
 
 
 class RequestLog:
@@ -91,8 +99,16 @@ class RequestLog:
     def __init__(self) -> None:
         self.records: list[RequestRecord] = []
 
-    def record(self, endpoint: str, method: str, path: str, query: tuple[tuple[str, str], ...], status: int) -> None:
-        self.records.append(RequestRecord(endpoint, method, path, query, status, time.monotonic()))
+    def record(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        query: tuple[tuple[str, str], ...],
+        status: int,
+        microversion: str | None = None,
+    ) -> None:
+        self.records.append(RequestRecord(endpoint, method, path, query, status, time.monotonic(), microversion))
 
     def __iter__(self) -> Iterator[RequestRecord]:
         return iter(list(self.records))

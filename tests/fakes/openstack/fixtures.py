@@ -50,6 +50,7 @@ class Simulator:
         ssl_context: ssl.SSLContext | None = None,
         nova_max_limit: int = 1000,
         neutron_max_limit: int | None = 1000,
+        nova_max_microversion: str | None = "2.96",
     ) -> None:
         self.state = load_seed(seed)
         if token_lifetime is not None:
@@ -63,6 +64,7 @@ class Simulator:
             self.request_log,
             nova_max_limit=nova_max_limit,
             neutron_max_limit=neutron_max_limit,
+            nova_max_microversion=nova_max_microversion,
         )
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"

@@ -1,6 +1,12 @@
 """Mutable simulator state: identity (users, projects, tokens), Nova servers, Neutron networks/subnets/ports.
 
-Tests mutate it at runtime through `SimState` methods (add/remove servers and ports, revoke tokens).
+Tests mutate it at runtime through `SimState` methods (add/remove servers and ports, revoke tokens, put a
+server's cell down).
+
+Ownership: every network, subnet, server and port belongs to a project (`project_id`; by default the first
+project added, the seed's default scope). Nova lists the token's project only; Neutron shows an admin every
+project's resources and anyone else their own plus networks shared with them (`shared_with`: project IDs,
+`*` for every project - Neutron's `shared=True`), like its RBAC `access_as_shared`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class User:
     domain: str = "Default"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     projects: list[str] = field(default_factory=list)  # project IDs this user has a role on ([] = all)
+    admin: bool = False  # the admin role: Neutron shows every project's resources
 
 
 @dataclass
@@ -48,6 +55,12 @@ class Network:
     name: str
     mtu: int = 1500
     status: str = "ACTIVE"
+    project_id: str = ""
+    shared_with: list[str] = field(default_factory=list)  # project IDs, "*" for all (Neutron shared=True)
+
+    def shared_to(self, project_id: str | None) -> bool:
+        """Neutron's `shared` as the requesting project sees it (RBAC access_as_shared to it or to `*`)."""
+        return "*" in self.shared_with or (project_id is not None and project_id in self.shared_with)
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Subnet:
     network_id: str
     cidr: str
     ip_version: int = 4
+    project_id: str = ""
 
 
 @dataclass
@@ -65,6 +79,8 @@ class Server:
     name: str
     status: str = "ACTIVE"
     created: int = 0  # monotonic creation order: Nova lists newest first
+    project_id: str = ""
+    down_cell: bool = False  # its cell does not answer: skipped, or a partial record at microversion >= 2.69
 
 
 @dataclass
@@ -83,6 +99,7 @@ class Port:
     name: str = ""
     fixed_ips: list[FixedIP] = field(default_factory=list)
     status: str | None = None  # None: derived (see SimState.port_status); a string pins it
+    project_id: str = ""
 
 
 def _mac(n: int) -> str:
@@ -103,8 +120,36 @@ class SimState:
         self._macs = itertools.count(0x100000)
 
     # -- identity -----------------------------------------------------------------------------------------
-    def add_user(self, name: str, password: str, domain: str = "Default", projects: list[str] | None = None) -> User:
-        user = User(name=name, password=password, domain=domain, projects=list(projects or []))
+    @property
+    def default_project(self) -> str:
+        """The project resources belong to unless told otherwise: the first one added."""
+        return self.projects[0].id if self.projects else "your-project-id"
+
+    def project_id_of(self, ref: str | None) -> str:
+        """A project given by ID or name (seeds may use either); None: the default project."""
+        if ref is None:
+            return self.default_project
+        for project in self.projects:
+            if ref in (project.id, project.name):
+                return project.id
+        return ref
+
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        domain: str = "Default",
+        projects: list[str] | None = None,
+        admin: bool | None = None,
+    ) -> User:
+        """`admin` defaults to True for a user named admin (the seeds' cloud administrator)."""
+        user = User(
+            name=name,
+            password=password,
+            domain=domain,
+            projects=list(projects or []),
+            admin=name == "admin" if admin is None else admin,
+        )
         self.users.append(user)
         return user
 
@@ -135,20 +180,45 @@ class SimState:
         self.tokens.clear()
 
     # -- compute / network --------------------------------------------------------------------------------
-    def add_network(self, name: str, mtu: int = 1500, id: str | None = None) -> Network:
-        net = Network(id=id or _uuid(), name=name, mtu=mtu)
+    def add_network(
+        self,
+        name: str,
+        mtu: int = 1500,
+        id: str | None = None,
+        project_id: str | None = None,
+        shared: bool | list[str] = False,
+    ) -> Network:
+        """`shared`: True for every project (Neutron's `shared=True`), or the project IDs it is shared with."""
+        shared_with = ["*"] if shared is True else list(shared or [])
+        net = Network(
+            id=id or _uuid(), name=name, mtu=mtu, project_id=self.project_id_of(project_id), shared_with=shared_with
+        )
         self.networks[net.id] = net
         return net
 
     def add_subnet(self, name: str, network_id: str, cidr: str, id: str | None = None) -> Subnet:
-        sub = Subnet(id=id or _uuid(), name=name, network_id=network_id, cidr=cidr)
+        """A subnet belongs to its network's project (Neutron allows otherwise only for admins)."""
+        net = self.networks[network_id]
+        sub = Subnet(id=id or _uuid(), name=name, network_id=network_id, cidr=cidr, project_id=net.project_id)
         self.subnets[sub.id] = sub
         return sub
 
-    def add_server(self, name: str, status: str = "ACTIVE", id: str | None = None) -> Server:
-        server = Server(id=id or _uuid(), name=name, status=status, created=next(self._created))
+    def add_server(
+        self, name: str, status: str = "ACTIVE", id: str | None = None, project_id: str | None = None
+    ) -> Server:
+        server = Server(
+            id=id or _uuid(),
+            name=name,
+            status=status,
+            created=next(self._created),
+            project_id=self.project_id_of(project_id),
+        )
         self.servers[server.id] = server
         return server
+
+    def set_cell_down(self, server_id: str, down: bool = True) -> None:
+        """Put a server's cell out of reach (or back): Nova then skips it, or at >= 2.69 shows a partial record."""
+        self.servers[server_id].down_cell = down
 
     def remove_server(self, server_id: str) -> None:
         """Delete a server; like Nova, its ports are detached (device_id cleared), not deleted."""
@@ -168,6 +238,7 @@ class SimState:
         name: str = "",
     ) -> Port:
         subnet = self.subnets[subnet_id]
+        server = self.servers.get(device_id)
         port = Port(
             id=id or _uuid(),
             network_id=subnet.network_id,
@@ -176,6 +247,8 @@ class SimState:
             device_owner="compute:nova" if device_id else "",
             name=name,
             fixed_ips=[FixedIP(subnet_id=subnet_id, ip_address=ip_address)],
+            # Nova creates a server's ports in the server's project; a loose port in its subnet's.
+            project_id=server.project_id if server is not None else subnet.project_id,
         )
         self.ports[port.id] = port
         return port
@@ -190,31 +263,49 @@ class SimState:
     def remove_port(self, port_id: str) -> None:
         self.ports.pop(port_id, None)
 
-    def find_server(self, name: str) -> Server:
-        return next(s for s in self.servers.values() if s.name == name)
+    def find_server(self, name: str, project_id: str | None = None) -> Server:
+        """By name (in `project_id`, by ID or name, when given: names repeat across projects)."""
+        pid = None if project_id is None else self.project_id_of(project_id)
+        return next(s for s in self.servers.values() if s.name == name and pid in (None, s.project_id))
 
-    def find_subnet(self, name: str) -> Subnet:
-        return next(s for s in self.subnets.values() if s.name == name)
+    def find_subnet(self, name: str, project_id: str | None = None) -> Subnet:
+        pid = None if project_id is None else self.project_id_of(project_id)
+        return next(s for s in self.subnets.values() if s.name == name and pid in (None, s.project_id))
 
     # -- seeding ------------------------------------------------------------------------------------------
     @classmethod
     def from_seed(cls, seed: dict[str, Any]) -> SimState:
-        """Build state from a seed mapping (see default_seed.yaml for the schema)."""
+        """Build state from a seed mapping (see default_seed.yaml for the schema).
+
+        `project` (ID or name) on a network, server or loose port places it in that project (default: the
+        first project); a network's `shared` is true or a list of projects; a server's `down_cell: true` puts
+        its cell out of reach; a user's `admin` defaults to true for the user named admin. A port's `subnet`
+        is looked up in the server's (or the port's) project first, since names repeat across projects.
+        """
         state = cls(token_lifetime=float(seed.get("token_lifetime", 3600)))
         for p in seed.get("projects", []):
             state.add_project(p["id"], p["name"], p.get("domain", "Default"))
         for u in seed.get("users", []):
-            state.add_user(u["name"], u["password"], u.get("domain", "Default"), u.get("projects"))
+            state.add_user(u["name"], u["password"], u.get("domain", "Default"), u.get("projects"), u.get("admin"))
         for n in seed.get("networks", []):
-            net = state.add_network(n["name"], int(n.get("mtu", 1500)), n.get("id"))
+            shared = n.get("shared", False)
+            if isinstance(shared, list):
+                shared = [state.project_id_of(p) for p in shared]
+            net = state.add_network(n["name"], int(n.get("mtu", 1500)), n.get("id"), n.get("project"), shared)
             for s in n.get("subnets", []):
                 state.add_subnet(s["name"], net.id, s["cidr"], s.get("id"))
         for s in seed.get("servers", []):
-            server = state.add_server(s["name"], s.get("status", "ACTIVE"), s.get("id"))
+            server = state.add_server(s["name"], s.get("status", "ACTIVE"), s.get("id"), s.get("project"))
             for p in s.get("ports", []):
-                state.add_port(state.find_subnet(p["subnet"]).id, p["ip"], server.id, p.get("mac"), p.get("id"))
+                subnet = state._seed_subnet(p["subnet"], server.project_id)
+                state.add_port(subnet.id, p["ip"], server.id, p.get("mac"), p.get("id"))
+            if s.get("down_cell"):
+                state.set_cell_down(server.id)
         for p in seed.get("ports", []):  # ports not attached to a seeded server
-            state.add_port(
-                state.find_subnet(p["subnet"]).id, p["ip"], p.get("device_id", ""), p.get("mac"), p.get("id")
-            )
+            subnet = state._seed_subnet(p["subnet"], state.project_id_of(p.get("project")))
+            state.add_port(subnet.id, p["ip"], p.get("device_id", ""), p.get("mac"), p.get("id"))
         return state
+
+    def _seed_subnet(self, name: str, project_id: str) -> Subnet:
+        owned = [s for s in self.subnets.values() if s.name == name and s.project_id == project_id]
+        return owned[0] if owned else self.find_subnet(name)
