@@ -276,3 +276,59 @@ async def test_every_statement_observed(repo: Repository) -> None:
     )
     assert count is not None and count >= 1
     assert REGISTRY.get_sample_value("multinic_active_db_connections") == 0
+
+
+# ----------------------------------------------------- rows of VMs whose state is unknown (issue 11, item 2)
+async def test_kept_rows_survive_untouched(repo: Repository, database: Database) -> None:
+    """A VM Nova could not vouch for ("present, state unknown"): its rows keep id and netplan_success, its
+    node stays live, and the agent on it sees exactly what it saw before."""
+    from multinic_ctrl.db.repository import KeepRows
+
+    await repo.apply("ns", "cfg", desired(port(1, 1), port(2, 2), port(3, 2)))
+    vm2 = await agent_query(database, "test-vm-2")
+    await agent_sets_success(database, vm2[0]["id"])
+    vm2 = await agent_query(database, "test-vm-2")
+    # test-vm-2 is missing from Nova's answer, but its server is one of those in a cell that does not answer.
+    keep = KeepRows(node_names=frozenset({"test-vm-2"}), node_ids=frozenset({VM[2].node_id}))
+    result = await repo.apply("ns", "cfg", desired(port(1, 1)), keep=keep, spec_hash="b" * 64)
+    assert result.diff.removed == () and result.diff.added == () and result.diff.changed == ()
+    assert sorted(r.port_id for r in result.diff.unchanged) == ["port-1", "port-2", "port-3"]
+    assert await agent_query(database, "test-vm-2") == vm2
+    nodes = {r["attached_node_name"]: r for r in (await dump(database))["node_table"]}
+    assert nodes["test-vm-2"]["deleted_at"] is None
+    assert result.swept == ()
+    assert (await repo.state_of("ns", "cfg")) is not None  # the sync counts: the hash is stored
+    # plan agrees with apply.
+    assert (await repo.plan("ns", "cfg", desired(port(1, 1)), keep=keep)).removed == ()
+    # Once Nova answers again without the VM, its rows go.
+    result = await repo.apply("ns", "cfg", desired(port(1, 1)))
+    assert sorted(r.port_id for r in result.diff.removed) == ["port-2", "port-3"]
+    assert await agent_query(database, "test-vm-2") == []
+
+
+async def test_keep_is_limited_to_its_servers_subnets_and_unlisted_ports(repo: Repository, database: Database) -> None:
+    from multinic_ctrl.db.repository import KeepRows
+
+    await repo.apply(
+        "ns",
+        "cfg",
+        desired(
+            port(1, 1), port(2, 2), port(3, 3, subnet=OTHER_SUBNET, ip="10.10.0.3"), subnets=(SUBNET, OTHER_SUBNET)
+        ),
+    )
+    keep = KeepRows(node_names=frozenset({"test-vm-2", "test-vm-3"}), node_ids=frozenset({"uuid-elsewhere", "uuid-3"}))
+    # test-vm-2's rows name a server that is not among the unreachable ones: it is gone. test-vm-3's row sits on
+    # a subnet the spec no longer names: the user's decision. test-vm-1's port is desired with a new address.
+    result = await repo.apply("ns", "cfg", desired(port(1, 1, ip="192.168.100.99")), keep=keep)
+    assert sorted(r.port_id for r in result.diff.removed) == ["port-2", "port-3"]
+    assert [c.new.address for c in result.diff.changed] == ["192.168.100.99"]
+    assert await agent_query(database, "test-vm-2") == [] and await agent_query(database, "test-vm-3") == []
+    # Without node IDs (Nova's answer may have left servers out) any server under the name is kept.
+    await repo.apply("ns", "cfg", desired(port(1, 1), port(2, 2)))
+    result = await repo.apply("ns", "cfg", desired(port(1, 1)), keep=KeepRows(node_names=frozenset({"test-vm-2"})))
+    assert result.diff.removed == () and len(await agent_query(database, "test-vm-2")) == 1
+    # An empty set of unreachable servers keeps nothing.
+    result = await repo.apply(
+        "ns", "cfg", desired(port(1, 1)), keep=KeepRows(node_names=frozenset({"test-vm-2"}), node_ids=frozenset())
+    )
+    assert [r.port_id for r in result.diff.removed] == ["port-2"]

@@ -7,6 +7,8 @@ The real backend never skips: when the testbed is not up the test fails and says
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -14,7 +16,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,23 @@ ORPHAN_IP = "192.168.100.99"
 ORPHAN_DEVICE_ID = "00000000-0000-4000-8000-0000000000ff"
 PAGE = 2  # nova [api] max_limit and neutron pagination_max_limit on the testbed
 
+# Project scoping (seed.py): the admin user also holds the admin role on these two projects.
+OTHER_PROJECT = "multinic-other"  # the same network, subnet and server names as the admin project
+OTHER_K8S_CIDR = "192.168.110.0/24"
+OTHER_PROJECT_IPS: dict[str, list[str]] = {"test-vm-1": ["192.168.110.11"], "test-vm-2": ["192.168.110.12"]}
+SHARED_PROJECT = "multinic-shared"  # owns shared-net (shared with every project); no servers
+SHARED_SUBNETS: list[tuple[str, str]] = [
+    ("shared-subnet", "192.168.120.0/24"),
+    ("twin-subnet", "192.168.121.0/24"),
+    ("twin-subnet", "192.168.122.0/24"),
+    ("k8s-subnet", "192.168.123.0/24"),
+]
+# A project whose one server sits in a Nova cell that does not answer, while `Backend.down_cell` is on
+# (real: `seed.py down-cell on|off` maps a cell without a database; simulator: `Server.down_cell`).
+CELLS_PROJECT = "multinic-cells"
+DOWN_CELL_SERVER = "00000000-0000-4000-8000-00000000d0c1"
+SEED = REPO / "scripts" / "openstack_testbed" / "seed.py"
+
 
 def simulator_seed() -> dict[str, Any]:
     def ports(name: str) -> list[dict[str, str]]:
@@ -53,14 +72,36 @@ def simulator_seed() -> dict[str, Any]:
 
     return {
         "token_lifetime": 3600,
-        "projects": [{"id": "0123456789abcdef0123456789abcdef", "name": "admin", "domain": "Default"}],
-        "users": [{"name": "admin", "password": "admin", "domain": "Default"}],
+        "projects": [
+            {"id": "0123456789abcdef0123456789abcdef", "name": "admin", "domain": "Default"},
+            {"id": "1111111111111111111111111111aaaa", "name": OTHER_PROJECT, "domain": "Default"},
+            {"id": "2222222222222222222222222222bbbb", "name": SHARED_PROJECT, "domain": "Default"},
+            {"id": "3333333333333333333333333333cccc", "name": CELLS_PROJECT, "domain": "Default"},
+        ],
+        "users": [{"name": "admin", "password": "admin", "domain": "Default", "admin": True}],
         "networks": [
             {"name": "k8s-net", "mtu": 1450, "subnets": [{"name": "k8s-subnet", "cidr": K8S_CIDR}]},
             # The testbed's other-net is a VXLAN network created without an MTU: Neutron gives it 1450 too.
             {"name": "other-net", "mtu": 1450, "subnets": [{"name": "other-subnet", "cidr": OTHER_CIDR}]},
+            {
+                "name": "k8s-net",
+                "mtu": 1450,
+                "project": OTHER_PROJECT,
+                "subnets": [{"name": "k8s-subnet", "cidr": OTHER_K8S_CIDR}],
+            },
+            {
+                "name": "shared-net",
+                "mtu": 1450,
+                "project": SHARED_PROJECT,
+                "shared": True,
+                "subnets": [{"name": name, "cidr": cidr} for name, cidr in SHARED_SUBNETS],
+            },
         ],
-        "servers": [{"name": name, "ports": ports(name)} for name in K8S_IPS],
+        "servers": [{"name": name, "ports": ports(name)} for name in K8S_IPS]
+        + [
+            {"name": name, "project": OTHER_PROJECT, "ports": [{"subnet": "k8s-subnet", "ip": ip} for ip in ips]}
+            for name, ips in OTHER_PROJECT_IPS.items()
+        ],
         "ports": [{"subnet": "k8s-subnet", "ip": ORPHAN_IP, "device_id": ORPHAN_DEVICE_ID}],
     }
 
@@ -108,7 +149,22 @@ class Backend:
     revoke: Callable[[str], Awaitable[None]]
     # Neutron caps every listing at this many items even without `limit` (None: no server-side cap).
     neutron_max_limit: int | None
+    # Put CELLS_PROJECT's server DOWN_CELL_SERVER in a cell that does not answer (True) or remove it (False).
+    set_down_cell: Callable[[bool], Awaitable[None]]
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def down_cell(self) -> AsyncIterator[str]:
+        """While inside: one server of CELLS_PROJECT is in an unreachable cell; yields its ID."""
+        await self.set_down_cell(True)
+        try:
+            yield DOWN_CELL_SERVER
+        finally:
+            await self.set_down_cell(False)
+
+    def scoped_to(self, project_name: str) -> Credentials:
+        """The same admin user, scoped to another project of the layout (by name, in Default)."""
+        return replace(self.creds, project_id=None, project_name=project_name, project_domain_name="Default")
 
 
 # ------------------------------------------------------------------------------------------- real testbed
@@ -194,6 +250,32 @@ async def _revoke_real(env: Mapping[str, str], token: str) -> None:
         assert resp.status == 204, await resp.text()
 
 
+async def set_real_down_cell(env: Mapping[str, str], on: bool) -> None:
+    """`seed.py down-cell on|off` in the testbed's venv: map (unmap) a Nova cell that does not answer, holding
+    DOWN_CELL_SERVER of CELLS_PROJECT, and recycle the nova-api worker. A seed run removes a leftover."""
+    python = Path(env.get("MULTINIC_OS_VENV") or Path.home() / ".cache/multinic/openstack-venv") / "bin/python"
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(SEED),
+        "down-cell",
+        "on" if on else "off",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    assert proc.returncode == 0, f"seed.py down-cell failed: {out.decode(errors='replace')[-2000:]}"
+
+
+@contextlib.asynccontextmanager
+async def real_down_cell(env: Mapping[str, str]) -> AsyncIterator[str]:
+    await set_real_down_cell(env, True)
+    try:
+        yield DOWN_CELL_SERVER
+    finally:
+        await set_real_down_cell(env, False)
+
+
 # ---------------------------------------------------------------------------------------------- backends
 @pytest.fixture(params=["simulator", "real"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
@@ -210,7 +292,16 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         async def revoke(token: str) -> None:
             await _revoke_real(env, token)
 
-        yield Backend("real", creds, revoke, neutron_max_limit=int(env.get("MULTINIC_OS_NEUTRON_PAGE_LIMIT", PAGE)))
+        async def set_down_cell(on: bool) -> None:
+            await set_real_down_cell(env, on)
+
+        yield Backend(
+            "real",
+            creds,
+            revoke,
+            neutron_max_limit=int(env.get("MULTINIC_OS_NEUTRON_PAGE_LIMIT", PAGE)),
+            set_down_cell=set_down_cell,
+        )
         return
 
     # Paged like the testbed (nova [api] max_limit and neutron pagination_max_limit both PAGE).
@@ -219,10 +310,18 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         async def revoke_sim(token: str) -> None:
             sim.state.tokens.pop(token, None)
 
+        async def set_down_cell_sim(on: bool) -> None:
+            if on:
+                sim.state.add_server("cell-vm", id=DOWN_CELL_SERVER, project_id=CELLS_PROJECT)
+                sim.state.set_cell_down(DOWN_CELL_SERVER)
+            else:
+                sim.state.remove_server(DOWN_CELL_SERVER)
+
         yield Backend(
             "simulator",
             sim.credentials(project_id="0123456789abcdef0123456789abcdef"),
             revoke_sim,
             neutron_max_limit=PAGE,
+            set_down_cell=set_down_cell_sim,
             extra={"sim": sim},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from multinic_ctrl.db import DesiredState, InterfaceRow, NodeRow, SubnetRow
+from multinic_ctrl.db.repository import KeepRows
 from multinic_ctrl.openstack import Observation
 
 
@@ -32,3 +33,20 @@ def desired_rows(observation: Observation) -> DesiredState:
         nodes=nodes,
         interfaces=interfaces,
     )
+
+
+def rows_to_keep(observation: Observation) -> KeepRows:
+    """The existing rows that must survive although `desired_rows` does not list them: VMs whose state is
+    unknown ("present, state unknown") are never deleted on evidence that may be incomplete.
+
+    - Nova's answer may have left servers out (`listing_complete` False): every missing VM keeps its rows.
+    - Nova reported servers it could not name (partial records of an unreachable cell): a missing VM keeps its
+      rows if their server ID is one of those; a missing VM whose rows name another server is really gone.
+    - Otherwise nothing is kept: a VM Nova does not list is gone, and its rows go.
+    """
+    names = frozenset(observation.incomplete_vms)
+    if not names:
+        return KeepRows()
+    if observation.listing_complete:
+        return KeepRows(node_names=names, node_ids=frozenset(observation.unknown_servers))
+    return KeepRows(node_names=names)

@@ -20,7 +20,7 @@ import aiohttp
 import structlog
 
 from multinic_ctrl import metrics
-from multinic_ctrl.controller.desired import desired_rows
+from multinic_ctrl.controller.desired import desired_rows, rows_to_keep
 from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
 from multinic_ctrl.controller.spec import (
@@ -267,7 +267,11 @@ class OpenstackConfigReconciler:
         except OpenStackError as exc:
             return await self._openstack_failed(obj, exc, decision)
         desired = desired_rows(observation)
-        result = await self.d.repo.apply(namespace, name, desired, spec_hash=digest, synced_at=now)  # raises: backoff
+        # Rows of VMs whose state is unknown (Nova could not vouch for them) stay; see rows_to_keep.
+        keep = rows_to_keep(observation)
+        result = await self.d.repo.apply(
+            namespace, name, desired, keep=keep, spec_hash=digest, synced_at=now
+        )  # raises: backoff
         await self._write_synced(obj, spec, observation, result, now, decision)
         if result.diff.removed:
             await self._release_conflicts(f"{namespace}/{name}")

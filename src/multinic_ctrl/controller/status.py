@@ -45,26 +45,61 @@ def vm_report(observation: Observation, conflicts: Mapping[str, str]) -> list[di
         {"name": s.name, "serverID": s.id, "status": s.status, "interfaces": by_server.get(s.id, [])}
         for s in observation.servers
     ]
+    unknown = set(observation.incomplete_vms)
     for name in observation.missing_vms:
-        report.append({"name": name, "message": "no server with this name in the project", "interfaces": []})
+        if name in unknown:
+            # Present, state unknown: Nova could not vouch for it, and its rows are kept (see desired.rows_to_keep).
+            report.append({"name": name, "status": "UNKNOWN", "message": _state_unknown(observation), "interfaces": []})
+        else:
+            report.append({"name": name, "message": "no server with this name in the project", "interfaces": []})
     for entry in report:
         if "serverID" in entry and not entry["interfaces"]:
             entry["message"] = f"no port on subnet {observation.subnet.name}"
     return report
 
 
+def _state_unknown(observation: Observation) -> str:
+    """Why a VM missing from Nova's answer is "state unknown" rather than gone (for vm_report)."""
+    if observation.listing_complete:
+        return (
+            f"state unknown: not among the servers Nova could name while {len(observation.unknown_servers)} "
+            "server(s) of the project are in a Nova cell that does not answer; its rows are kept if it is one of them"
+        )
+    return f"state unknown: not in Nova's answer, which {_may_omit(observation)}; its rows are kept"
+
+
+def _may_omit(observation: Observation) -> str:
+    if observation.compute_microversion is None:
+        return "may leave out servers of unreachable cells (the compute API offers no microversion 2.69)"
+    return "could not show whether servers of unreachable cells are left out (listing too large or not 2.69)"
+
+
+def _all_vms_found(observation: Observation) -> Condition:
+    unknown = [n for n in observation.missing_vms if n in set(observation.incomplete_vms)]
+    gone = [n for n in observation.missing_vms if n not in set(observation.incomplete_vms)]
+    if unknown:
+        if observation.listing_complete:
+            why = f"{len(observation.unknown_servers)} server(s) of the project are in a Nova cell that does not answer"
+        else:
+            why = f"Nova's answer {_may_omit(observation)}"
+        message = f"State unknown for {', '.join(unknown)} ({why}); their existing rows are kept"
+        if gone:
+            message += f"; VMs not found: {', '.join(gone)}"
+        return Condition("AllVMsFound", None, "VMStateUnknown", message)
+    if gone:
+        return Condition("AllVMsFound", False, "VMsMissing", f"VMs not found: {', '.join(gone)}")
+    return Condition("AllVMsFound", True, "AllFound", "Every listed VM exists")
+
+
 def synced_conditions(observation: Observation) -> list[Condition]:
-    missing = observation.missing_vms
+    ready = "Rows match OpenStack"
+    if observation.state_unknown:
+        ready += "; rows of VMs whose state is unknown are kept"
     return [
-        Condition("Ready", True, "Synced", "Rows match OpenStack"),
+        Condition("Ready", True, "Synced", ready),
         Condition("CredentialsValid", True, "Authenticated", "Keystone accepted the credentials"),
         Condition("SubnetFound", True, "Found", f"Subnet {observation.subnet.name} ({observation.subnet.cidr})"),
-        Condition(
-            "AllVMsFound",
-            not missing,
-            "VMsMissing" if missing else "AllFound",
-            f"VMs not found: {', '.join(missing)}" if missing else "Every listed VM exists",
-        ),
+        _all_vms_found(observation),
         secure_transport_condition(observation.plaintext_endpoints),
     ]
 

@@ -55,6 +55,39 @@ class CrState:
     last_sync_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class KeepRows:
+    """Current interface rows `apply` leaves exactly as they are although `desired` does not list them.
+
+    For VMs OpenStack could not vouch for ("present, state unknown"): deleting their rows would make the node
+    agent tear the NICs down. A row is kept when its node name is in `node_names` and, when `node_ids` is
+    given, its node (server) ID is one of those. Only rows on one of the desired subnets are kept (a subnet the
+    spec no longer names is the user's decision), and a port the desired rows list is always theirs.
+    """
+
+    node_names: frozenset[str] = frozenset()
+    node_ids: frozenset[str] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.node_names) and self.node_ids != frozenset()
+
+    def keeps(self, row: InterfaceRow) -> bool:
+        return row.node_name in self.node_names and (self.node_ids is None or row.node_id in self.node_ids)
+
+
+def _with_kept(current: Sequence[StoredInterface], desired: DesiredState, keep: KeepRows | None) -> list[InterfaceRow]:
+    """Desired interfaces plus the current rows `keep` protects (unchanged, so the diff leaves them alone)."""
+    wanted = list(desired.interfaces)
+    if not keep:
+        return wanted
+    ports = {row.port_id for row in wanted}
+    subnets = {s.subnet_id for s in desired.subnets}
+    wanted += [
+        s.row for s in current if keep.keeps(s.row) and s.row.port_id not in ports and s.row.subnet_id in subnets
+    ]
+    return wanted
+
+
 def _placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
@@ -115,12 +148,12 @@ class Repository:
             await cur.execute(AGENT_QUERY + " ORDER BY mi.id", (node_name,))
             return list(await cur.fetchall())
 
-    async def plan(self, namespace: str, name: str, desired: DesiredState) -> RowDiff:
+    async def plan(self, namespace: str, name: str, desired: DesiredState, *, keep: KeepRows | None = None) -> RowDiff:
         """The diff `apply` would make now, without writing anything."""
         async with self.db.transaction("plan") as cur:
             current = await self._current_rows(cur, namespace, name, lock=False)
             foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=False)
-        return diff_interfaces((s.row for s in current), desired.interfaces, foreign)
+        return diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), foreign)
 
     # ---------------------------------------------------------------- writes
     async def apply(
@@ -129,16 +162,18 @@ class Repository:
         name: str,
         desired: DesiredState,
         *,
+        keep: KeepRows | None = None,
         spec_hash: str | None = None,
         synced_at: dt.datetime | None = None,
     ) -> ApplyResult:
-        """Make the CR's rows equal `desired`; store `spec_hash` in the same transaction (only on success).
+        """Make the CR's rows equal `desired`, except rows `keep` protects (they stay untouched and are
+        reported as unchanged); store `spec_hash` in the same transaction (only on success).
 
         `synced_at` is stored as naive UTC: the server's time zone (NOW()) must not shift schedules.
         """
         moment = (synced_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
         return await self._retrying(
-            "apply", lambda cur: self._apply(cur, namespace, name, desired, spec_hash, synced_at=moment)
+            "apply", lambda cur: self._apply(cur, namespace, name, desired, spec_hash, synced_at=moment, keep=keep)
         )
 
     async def remove(self, namespace: str, name: str) -> int:
@@ -174,12 +209,14 @@ class Repository:
         *,
         forget: bool = False,
         synced_at: dt.datetime | None = None,
+        keep: KeepRows | None = None,
     ) -> ApplyResult:
         if self._fence is not None:
             await fence.check(cur, self._fence())  # a newer term in the database: nothing is read or written
         current = await self._current_rows(cur, namespace, name, lock=True)
         foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=True)
-        diff = diff_interfaces((s.row for s in current), desired.interfaces, foreign)
+        # Kept rows are still referenced afterwards, so the sweep below leaves their node and subnet alone.
+        diff = diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), foreign)
         ids = {s.row.port_id: s.id for s in current}
 
         if diff.removed:

@@ -23,11 +23,13 @@ from .errors import (
     SubnetNotFound,
 )
 from .http import HttpSettings, RetryPolicy
+from .microversion import PARTIAL_SERVERS, Microversion
 from .models import Observation, Port, Server, Subnet
 from .names import NameQuery, group_names
 from .policy import EndpointNotAllowed, EndpointPolicy, InvalidPattern
 
 __all__ = [
+    "PARTIAL_SERVERS",
     "AmbiguousServer",
     "AmbiguousSubnet",
     "AuthenticationError",
@@ -38,6 +40,7 @@ __all__ = [
     "EndpointPolicy",
     "HttpSettings",
     "InvalidPattern",
+    "Microversion",
     "NameQuery",
     "Observation",
     "OpenStackClient",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -13,12 +13,20 @@ import structlog
 from .auth import DEFAULT_REFRESH_MARGIN, TokenManager
 from .credentials import Credentials
 from .endpoints import normalize_identity_url, resolve_endpoints
-from .errors import AuthenticationError, OpenStackError
-from .http import HttpSettings, HttpTransport, Params, raise_for_status
+from .errors import AuthenticationError, OpenStackError, OpenStackRequestError, PermissionDenied, ResourceNotFound
+from .http import HttpSettings, HttpTransport, Params, Response, raise_for_status
+from .microversion import (
+    VERSION_CACHE_TTL,
+    Microversion,
+    MicroversionCache,
+    VersionRange,
+    parse_version_document,
+    version_document_url,
+)
 from .models import Observation
 from .names import DEFAULT_MAX_QUERIES
 from .observe import observe as _observe
-from .policy import EndpointPolicy
+from .policy import EndpointNotAllowed, EndpointPolicy
 
 log = structlog.get_logger(__name__)
 
@@ -40,10 +48,12 @@ class OpenStackClient:
         max_server_queries: int = DEFAULT_MAX_QUERIES,
         transport: HttpTransport | None = None,
         policy: EndpointPolicy | None = None,
+        version_cache_ttl: float = VERSION_CACHE_TTL,
     ) -> None:
         self._transport = transport or HttpTransport(settings, session)
         self.policy = policy or EndpointPolicy()
         self._tokens = TokenManager(self._transport, refresh_margin=refresh_margin)
+        self._microversions = MicroversionCache(ttl=version_cache_ttl)
         self._page_size = page_size
         self._max_server_queries = max_server_queries
 
@@ -67,16 +77,37 @@ class OpenStackClient:
         self.policy.check(endpoints.network, "the network endpoint")
         self.policy.check(endpoints.compute, "the compute endpoint")
 
-        async def get_json(service: str, operation: str, url: str, params: Params) -> Any:
-            return await self._get_json(creds, service, operation, url, params)
+        version_url = version_document_url(endpoints.compute)
+
+        async def get(
+            service: str, operation: str, url: str, params: Params, headers: Mapping[str, str] | None = None
+        ) -> Response:
+            try:
+                return await self._get(creds, service, operation, url, params, headers)
+            except OpenStackRequestError as exc:
+                if service == "compute" and exc.status == 406:
+                    # The endpoint no longer offers the microversion we negotiated (downgraded, or another
+                    # Nova behind the same URL): negotiate again on the next reconcile.
+                    self._microversions.invalidate(version_url)
+                raise
+
+        async def microversion() -> Microversion | None:
+            try:
+                # Same host as the compute endpoint, but a legacy `/v2.1/<project>` URL loses its last segment.
+                self.policy.check(version_url, "the compute version document")
+            except EndpointNotAllowed:
+                return None  # no negotiation: listings then count as possibly incomplete
+            return await self._microversions.get(version_url, lambda url: self._version_range(creds, url))
 
         try:
             result = await _observe(
-                get_json,
+                get,
                 compute_url=endpoints.compute,
                 network_url=endpoints.network,
                 vm_names=vm_names,
                 subnet_name=subnet_name,
+                project_id=token.project_id,
+                microversion=microversion,
                 page_size=self._page_size,
                 max_server_queries=self._max_server_queries,
             )
@@ -90,11 +121,33 @@ class OpenStackClient:
             subnet=subnet_name,
             servers=len(result.servers),
             missing=len(result.missing_vms),
+            state_unknown=len(result.incomplete_vms),
+            unreachable_servers=len(result.unknown_servers),
             ports=len(result.ports),
         )
         return result
 
-    async def _get_json(self, creds: Credentials, service: str, operation: str, url: str, params: Params) -> Any:
+    async def _version_range(self, creds: Credentials, url: str) -> VersionRange | None:
+        """The compute version document; None when the endpoint has no usable one (outages still raise)."""
+        try:
+            resp = await self._get(creds, "compute", "get_version", url, ())
+        except (ResourceNotFound, PermissionDenied, OpenStackRequestError) as exc:
+            log.warning("Compute version document unavailable: no microversion will be used", endpoint=url, error=exc)
+            return None
+        offered = parse_version_document(resp.body)
+        if offered is None:
+            log.warning("Compute version document unreadable: no microversion will be used", endpoint=url)
+        return offered
+
+    async def _get(
+        self,
+        creds: Credentials,
+        service: str,
+        operation: str,
+        url: str,
+        params: Params,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         """GET with the cached token; on 401 drop it, re-authenticate once and retry once."""
         for attempt in (1, 2):
             token = await self._tokens.get(creds)
@@ -104,11 +157,11 @@ class OpenStackClient:
                 method="GET",
                 url=url,
                 params=params,
-                headers={"X-Auth-Token": token.value, "Accept": "application/json"},
+                headers={"X-Auth-Token": token.value, "Accept": "application/json", **(headers or {})},
             )
             if resp.status != 401:
                 raise_for_status(resp, service, operation)
-                return resp.body
+                return resp
             self._tokens.invalidate(creds, token)
             if attempt == 1:
                 log.info("OpenStack rejected the token, re-authenticating", service=service, operation=operation)

@@ -48,18 +48,28 @@ class ResourceNotFound(OpenStackError):
 
 
 class SubnetNotFound(ResourceNotFound):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"subnet '{name}' not found")
+    def __init__(self, name: str, *, project_id: str | None = None) -> None:
+        where = f" in project {project_id} (owned or shared with it)" if project_id else ""
+        super().__init__(f"subnet '{name}' not found{where}")
         self.name = name
+        self.project_id = project_id
 
 
 class AmbiguousSubnet(OpenStackError):
-    """Neutron subnet names are not unique; several matches cannot be resolved safely."""
+    """Neutron subnet names are not unique; several matches cannot be resolved safely.
 
-    def __init__(self, name: str, candidates: Sequence[tuple[str, str]]) -> None:
-        listed = ", ".join(f"{sid} (network {nid})" for sid, nid in candidates)
-        super().__init__(f"subnet name '{name}' is ambiguous: {len(candidates)} subnets match: {listed}")
+    `candidates` are `(subnet ID, network ID)` or `(subnet ID, network ID, owning project ID)`; `scope` says
+    which subnets were compared (e.g. "owned by project X").
+    """
+
+    def __init__(self, name: str, candidates: Sequence[tuple[str, ...]], *, scope: str | None = None) -> None:
+        listed = ", ".join(
+            f"{c[0]} (network {c[1]}" + (f", project {c[2]})" if len(c) > 2 else ")") for c in candidates
+        )
+        which = f" {scope}" if scope else ""
+        super().__init__(f"subnet name '{name}' is ambiguous: {len(candidates)} subnets{which} match: {listed}")
         self.name = name
+        self.scope = scope
         self.candidates = tuple(candidates)
 
 

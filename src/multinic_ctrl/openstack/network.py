@@ -32,24 +32,66 @@ class SubnetRecord:
     network_id: str
 
 
-async def find_subnet(get_json: JsonGetter, network_url: str, name: str) -> SubnetRecord:
-    params = [
-        ("name", name),
-        ("fields", "id"),
-        ("fields", "name"),
-        ("fields", "cidr"),
-        ("fields", "network_id"),
-    ]
-    body = await get_json(SERVICE, "list_subnets", network_url + "/subnets", params)
-    items = body.get("subnets") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise OpenStackRequestError(SERVICE, "list_subnets", 200, "response has no 'subnets' list")
+async def find_subnet(
+    get_json: JsonGetter,
+    network_url: str,
+    name: str,
+    *,
+    project_id: str | None = None,
+    page_size: int | None = None,
+) -> SubnetRecord:
+    """The subnet called `name` as the scoped project sees it.
+
+    With admin credentials Neutron returns same-named subnets of *every* project, so a name alone is not
+    enough. Preference: the subnet owned by `project_id` (the token's scope), then a unique subnet shared with
+    it (`shared=True` is evaluated by Neutron for the requesting project: RBAC `access_as_shared` to it or to
+    `*`), else `AmbiguousSubnet` with the candidates, or `SubnetNotFound`.
+
+    Two server-side filters rather than one name-only query and a choice here: `shared` is filter-only on
+    subnets (Neutron never returns it), so a client-side choice would need a second call anyway (networks),
+    and the name-only answer would carry every project's subnets. The common case (an owned subnet) is one
+    call, like before; the `shared` query runs only when the project owns none. Both follow pagination
+    (`pagination_max_limit` pages even these listings). A token without a project scope falls back to the
+    name alone.
+    """
+    if not project_id:
+        return _one(name, await _subnets(get_json, network_url, [("name", name)], page_size), scope=None)
+    owned = await _subnets(get_json, network_url, [("name", name), ("project_id", project_id)], page_size)
+    if owned:
+        return _one(name, owned, scope=f"owned by project {project_id}")
+    shared = await _subnets(get_json, network_url, [("name", name), ("shared", "True")], page_size)
+    if shared:
+        return _one(name, shared, scope=f"shared with project {project_id}")
+    raise SubnetNotFound(name, project_id=project_id)
+
+
+async def _subnets(
+    get_json: JsonGetter, network_url: str, filters: list[tuple[str, str]], page_size: int | None
+) -> list[dict[str, Any]]:
+    params = [*filters, *(("fields", f) for f in ("id", "name", "cidr", "network_id", "project_id"))]
+    if page_size:
+        params.append(("limit", str(page_size)))
+    url = network_url + "/subnets"
+
+    async def fetch(p: Sequence[tuple[str, str]]) -> Any:
+        return await get_json(SERVICE, "list_subnets", url, p)
+
+    items = await collect(
+        fetch, params, service=SERVICE, operation="list_subnets", collection_key="subnets", links_key="subnets_links"
+    )
     # Neutron's name filter is exact, but be strict in case a proxy or old release is not.
-    matches = [s for s in items if isinstance(s, dict) and s.get("name") == name]
+    name = filters[0][1]
+    return list({str(s.get("id")): s for s in items if s.get("name") == name and "id" in s}.values())
+
+
+def _one(name: str, matches: list[dict[str, Any]], *, scope: str | None) -> SubnetRecord:
     if not matches:
         raise SubnetNotFound(name)
     if len(matches) > 1:
-        raise AmbiguousSubnet(name, sorted((str(s.get("id")), str(s.get("network_id"))) for s in matches))
+        candidates = sorted(
+            (str(s.get("id")), str(s.get("network_id")), str(s.get("project_id") or "?")) for s in matches
+        )
+        raise AmbiguousSubnet(name, candidates, scope=scope)
     s = matches[0]
     return SubnetRecord(id=str(s["id"]), name=name, cidr=str(s.get("cidr", "")), network_id=str(s["network_id"]))
 

@@ -22,6 +22,18 @@ from .scripted import Reply, Scripted, scripted_server
 
 TOKENS = "/v3/auth/tokens"
 SERVERS = "/v2.1/servers/detail"
+NOVA_VERSION = "/v2.1/"
+ALL_SERVERS = "/v2.1/servers"  # the unfiltered listing that shows servers of unreachable cells (2.69)
+
+
+def nova_version_reply(maximum: str = "2.96", minimum: str = "2.1") -> Reply:
+    return Reply(body={"version": {"id": "v2.1", "status": "CURRENT", "version": maximum, "min_version": minimum}})
+
+
+def script_nova_versions(s: Scripted) -> None:
+    """A modern Nova: its version document, and an unfiltered listing (2.69) with no unreachable cell."""
+    s.add("GET", NOVA_VERSION, nova_version_reply())
+    s.add("GET", ALL_SERVERS, Reply(body={"servers": []}, headers={"OpenStack-API-Version": "compute 2.69"}))
 
 
 def token_reply(catalog: list[dict[str, Any]] | None = None, header: bool = True) -> Reply:
@@ -40,6 +52,7 @@ def token_reply(catalog: list[dict[str, Any]] | None = None, header: bool = True
 @pytest.fixture
 async def server() -> AsyncIterator[Scripted]:
     async with scripted_server() as s:
+        script_nova_versions(s)
         yield s
 
 

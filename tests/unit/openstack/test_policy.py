@@ -10,7 +10,7 @@ from multinic_ctrl.openstack import EndpointNotAllowed, EndpointPolicy, InvalidP
 from multinic_ctrl.openstack.http import HttpSettings
 
 from .scripted import Reply, Scripted, scripted_server
-from .test_edge_cases import SERVERS, TOKENS, creds_for, script_neutron, token_reply
+from .test_edge_cases import SERVERS, TOKENS, creds_for, script_neutron, script_nova_versions, token_reply
 
 
 @pytest.mark.parametrize(
@@ -82,6 +82,7 @@ def test_plaintext_is_reported_unless_allowed_explicitly() -> None:
 @pytest.fixture
 async def server() -> AsyncIterator[Scripted]:
     async with scripted_server() as s:
+        script_nova_versions(s)
         yield s
 
 
