@@ -281,6 +281,22 @@ class Pki:
                 path.chmod(0o600)
         return pki
 
+    def issue_client_cert(self, stem: Path, common_name: str, organization: str | None = None) -> tuple[Path, Path]:
+        """A client certificate signed by this CA (``stem``.crt / ``stem``.key); returns both paths.
+
+        For identities the apiserver must recognise by certificate: a kubelet
+        (``system:node:NAME`` in ``system:nodes``) or the apiserver's own kubelet client.
+        """
+        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca = _Issued(cert=x509.load_pem_x509_certificate(self.ca_cert.read_bytes()), key=ca_key)
+        issued = _issue(_name(common_name, organization), ca, client=True)
+        cert, key = stem.with_suffix(".crt"), stem.with_suffix(".key")
+        cert.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
+        key.write_bytes(_pem_key(issued.key))
+        key.chmod(0o600)
+        return cert, key
+
 
 # --------------------------------------------------------------------------------------
 # processes
@@ -394,7 +410,18 @@ class ControlPlane:
         *,
         extra_apiserver_args: Sequence[str] = (),
         start_timeout: float = 90.0,
+        kubelet_client: bool = False,
+        advertise_address: str | None = None,
     ) -> None:
+        """``kubelet_client``: let the apiserver talk to real kubelets (``tests/support/node.py``): it gets
+        a client certificate in ``system:masters`` for the kubelet API (logs, exec) and reaches nodes by
+        their InternalIP (the node names resolve nowhere).
+
+        ``advertise_address``: make the apiserver reachable from pods on a real node - it listens on all
+        addresses (same port), advertises this one, has it in its serving certificate, and the
+        ``kubernetes`` Service's endpoints point at it."""
+        self.kubelet_client = kubelet_client
+        self.advertise_address = advertise_address
         self.assets_dir = Path(assets_dir)
         self._owns_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="multinic-cp-"))
@@ -444,6 +471,7 @@ class ControlPlane:
                     "kubernetes.default",
                     "kubernetes.default.svc",
                     "kubernetes.default.svc.cluster.local",
+                    *([self.advertise_address] if self.advertise_address else []),
                 ],
             )
             self.audit_policy_path.write_text(yaml.safe_dump(AUDIT_POLICY))
@@ -534,7 +562,32 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             f"--cert-dir={self.pki_dir}",
             "--v=1",
+            *self._kubelet_client_args(),
+            *self._advertise_args(),
             *self.extra_apiserver_args,
+        ]
+
+    def _advertise_args(self) -> list[str]:
+        if not self.advertise_address:
+            return []
+        # Later flags win: these replace the loopback-only defaults above.
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self.advertise_address}",
+            "--endpoint-reconciler-type=lease",
+        ]
+
+    def _kubelet_client_args(self) -> list[str]:
+        if not self.kubelet_client:
+            return []
+        assert self.pki is not None
+        stem = self.pki_dir / "apiserver-kubelet-client"
+        if not stem.with_suffix(".crt").exists():
+            self.pki.issue_client_cert(stem, "kube-apiserver-kubelet-client", ADMIN_GROUP)
+        return [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={stem.with_suffix('.crt')}",
+            f"--kubelet-client-key={stem.with_suffix('.key')}",
         ]
 
     def start_apiserver(self) -> None:
