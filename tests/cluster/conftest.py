@@ -1,0 +1,113 @@
+"""The cluster tier: a real node (containerd + kubelet) joined to a real control plane, running our images.
+
+One session-scoped cluster for the whole tier (starting it takes ~15 s warm): etcd + kube-apiserver reachable
+from pods, kube-controller-manager + kube-scheduler (no kwok nodes), and :class:`tests.support.node.Node`.
+Tests isolate themselves by namespace.  Missing prerequisites FAIL the tier (never skip), with the command
+that provides them: ``scripts/control-plane-assets`` (kubelet) and ``scripts/test-images`` (the images).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.control_plane import ControlPlane, ControlPlaneError, locate_assets
+from tests.support.node import NODE_IP, Node
+
+_HERE = Path(__file__).resolve().parent
+_CLUSTER_KEY = pytest.StashKey["Cluster"]()
+
+
+@dataclass
+class Cluster:
+    cp: ControlPlane
+    node: Node
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
+        return self.cp.kubectl(*args, check=check, stdin=stdin)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test below tests/cluster with ``cluster`` (for ``-m`` selection)."""
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Attach the node's and the plane's log tails to a failing cluster test."""
+    report = yield
+    cluster = item.config.stash.get(_CLUSTER_KEY, None)
+    if report.failed and cluster is not None and "cluster" in getattr(item, "fixturenames", ()):
+        report.sections.append(("node logs", cluster.node.format_log_tails()))
+        report.sections.append(("control plane logs", cluster.cp.format_log_tails()))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    cluster_timings = config.stash.get(_TIMINGS_KEY, None)
+    if cluster_timings:
+        terminalreporter.write_line(
+            "cluster tier start-up: " + ", ".join(f"{k} {v:.1f}s" for k, v in cluster_timings.items())
+        )
+
+
+_TIMINGS_KEY = pytest.StashKey[dict[str, float]]()
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    try:
+        assets = locate_assets()
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if not (assets / "kubelet").exists():
+        pytest.fail(f"{assets} has no kubelet: run scripts/control-plane-assets (builds it, ~1-2 min)", pytrace=False)
+    begin = time.monotonic()
+    cp = ControlPlane(assets, kubelet_client=True, advertise_address=NODE_IP)
+    node = Node(cp)
+    try:
+        cp.start()
+        cp.start_workloads(nodes=())
+        plane_seconds = time.monotonic() - begin
+        node.start()
+    except ControlPlaneError as exc:
+        logs = cp.format_log_tails()
+        node.stop()
+        cp.stop()
+        pytest.fail(f"cluster did not start: {exc}\n{logs}", pytrace=False)
+    timings = {"control plane": plane_seconds, **{f"node {k}": v for k, v in node.timings.items()}}
+    request.config.stash[_TIMINGS_KEY] = timings
+    cluster = Cluster(cp, node, timings)
+    request.config.stash[_CLUSTER_KEY] = cluster
+    try:
+        yield cluster
+    finally:
+        del request.config.stash[_CLUSTER_KEY]
+        mark = time.monotonic()
+        node.stop()
+        cp.stop()
+        timings["teardown"] = time.monotonic() - mark
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test; deleted afterwards without waiting (node teardown deletes leftover pods)."""
+    name = f"c-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    # The ServiceAccount controller must have created `default` before pods can be admitted.
+    deadline = time.monotonic() + 30
+    while cluster.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no default ServiceAccount in {name} after 30s (kube-controller-manager down?)")
+        time.sleep(0.2)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
