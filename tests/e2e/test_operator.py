@@ -31,7 +31,7 @@ from multinic_ctrl.metrics import REGISTRY
 from multinic_ctrl.operator.desired import desired_objects
 from multinic_ctrl.operator.names import FIELD_MANAGER, MANAGED_BY_LABEL, PROTECTED_LABEL, Owner
 from multinic_ctrl.operator.rbac import packaged_template
-from multinic_ctrl.operator.reconciler import FINALIZER, owns_field
+from multinic_ctrl.operator.reconciler import FINALIZER, RECREATE_ANNOTATION, owns_field
 from multinic_ctrl.operator.recovery import DATA_CLAIM, RECOVERY_SECRET
 from multinic_ctrl.operator.resources import MANAGED, MULTINICOPERATORS
 from multinic_ctrl.operator.spec import parse_spec
@@ -340,7 +340,10 @@ async def test_statefulset_change_kubernetes_refuses_is_reported_not_forced(
     ns = new_namespace(workload_plane)
     cluster = Cluster(admin, ns)
     async with running_operator(workload_plane.kubeconfig_path, (ns,)):
-        await admin.create(MULTINICOPERATORS, operator_body(NAME), ns)
+        body = operator_body(NAME)
+        # The backup volume's size follows storageSize unless given; kwok's storage class cannot expand volumes.
+        body["spec"]["database"]["backup"]["target"] = {"storageSize": "1Gi"}
+        await admin.create(MULTINICOPERATORS, body, ns)
         await eventually(lambda: ready(cluster), "installation Ready", 120)
         before = await cluster.get("StatefulSet", "multinic-mariadb")
         assert before is not None
@@ -361,6 +364,26 @@ async def test_statefulset_change_kubernetes_refuses_is_reported_not_forced(
         assert template == "1Gi"
         # What may change in place still did.
         assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/mariadb:11.4"
+
+        # With consent, an orphaning delete + recreate: pods and volumes are adopted, the data volume is the same.
+        claim = await cluster.get("PersistentVolumeClaim", DATA_CLAIM)
+        assert claim is not None
+        consent = {"metadata": {"annotations": {RECREATE_ANNOTATION: "true"}}}
+        await admin.patch(MULTINICOPERATORS, NAME, consent, ns)
+
+        async def recreated() -> dict[str, Any] | None:
+            sts = await cluster.get("StatefulSet", "multinic-mariadb")
+            if sts is None or sts["metadata"]["uid"] == before["metadata"]["uid"]:
+                return None
+            return sts
+
+        sts = await eventually(recreated, "the StatefulSet recreated", 60)
+        assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "2Gi"
+        status = await eventually(lambda: ready(cluster), "Ready after the recreate", 60)
+        assert "recreateRequired" not in status["databaseStatus"]
+        again = await cluster.get("PersistentVolumeClaim", DATA_CLAIM)
+        assert again is not None and again["metadata"]["uid"] == claim["metadata"]["uid"], "same data volume"
+        await eventually(lambda: cluster.has_event(NAME, "StatefulSetRecreated"), "StatefulSetRecreated Event")
 
 
 async def test_operator_command_runs_without_database_settings(

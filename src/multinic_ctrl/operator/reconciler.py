@@ -74,6 +74,9 @@ from .spec import OperatorSpec, SpecError, parse_spec
 log = structlog.get_logger(__name__)
 
 FINALIZER = f"{API_GROUP}/operator-cleanup"
+# Consent to an orphaning delete + recreate of the StatefulSet when a change needs it (`"true"` on the
+# MultiNicOperator): pods and volumes stay, the new StatefulSet adopts them. Without it the change is only reported.
+RECREATE_ANNOTATION = f"{API_GROUP}/allow-statefulset-recreate"
 # Kinds removed when no longer desired (never PVCs or Secrets: they hold data or passwords).
 PRUNABLE = ("Deployment", "CronJob", "StatefulSet", "Service", "RoleBinding", "Role", "ClusterRoleBinding",
             "ClusterRole", "ServiceAccount")  # fmt: skip
@@ -138,6 +141,7 @@ class _Outcome:
     failures: list[str] = field(default_factory=list)
     applied: dict[tuple[str, str, str, str], JsonObj] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
+    recreating: list[str] = field(default_factory=list)
 
 
 def _rv(value: str | None) -> int:
@@ -177,6 +181,19 @@ def keep_fixed_fields(desired: Mapping[str, Any], live: Mapping[str, Any]) -> di
         else:
             body["spec"].pop(key, None)
     return body
+
+
+def replacing_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge-patch that turns `current` into exactly `desired` (pure): keys `desired` no longer has are
+    nulled at every depth, since a merge-patch merges nested objects (a nested key left out would stay)."""
+    patch: dict[str, Any] = {k: None for k in current if k not in desired}
+    for key, value in desired.items():
+        old = current.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            patch[key] = replacing_patch(old, value)
+        else:
+            patch[key] = value
+    return patch
 
 
 def owns_field(live: Mapping[str, Any], manager: str, *path: str) -> bool:
@@ -222,6 +239,7 @@ class MultiNicOperatorReconciler:
         self.d = deps
         self._applied: dict[tuple[str, str, str, str], JsonObj] = {}
         self._secrets: dict[str, _SecretCheck] = {}
+        self._recreating: set[tuple[str, str, str, str]] = set()  # orphan-deleted by us, to be created again
 
     # ------------------------------------------------------------------------------------------- entry
     async def reconcile(self, key: str) -> Result:
@@ -332,6 +350,8 @@ class MultiNicOperatorReconciler:
         backup_gauges(owner.namespace, owner.name, document.get("backupStatus") or {})
         if outcome.failures or refused:
             return Result(requeue=True)
+        if outcome.recreating:
+            return Result(requeue_after=1.0)  # until the orphaning delete is done and the object is created again
         return Result(requeue_after=self.d.resync)
 
     def _live(self, want: Mapping[str, Any]) -> JsonObj | None:
@@ -370,9 +390,21 @@ class MultiNicOperatorReconciler:
             if any(n not in known for n in needed):
                 metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="recreate").inc()
             outcome.recreate += needed
+            consent = ((obj.get("metadata") or {}).get("annotations") or {}).get(RECREATE_ANNOTATION) == "true"
+            if kind == "StatefulSet" and live is not None and consent:
+                # Orphaning delete: the garbage collector releases pods and claims; the next reconcile creates
+                # the StatefulSet anew, which adopts them (same selector, same claim names).
+                self._recreating.add(object_key(want))
+                if await self._delete(kind, live, propagation="Orphan"):
+                    self.d.events.normal(
+                        obj, "StatefulSetRecreating", f"{kind} {name}: orphaning delete for {', '.join(drift.recreate)}"
+                    )
+                outcome.recreating.append(f"{kind} {name}")
+                return
             if not drift.patchable:
                 return
-        if steady and not spec.protection.enable_auto_recovery:
+        ours = drift.missing and object_key(want) in self._recreating
+        if steady and not spec.protection.enable_auto_recovery and not ours:
             outcome.reported.append(drift)
             return
         body = keep_fixed_fields(want, live) if drift.recreate and live is not None else want
@@ -386,7 +418,12 @@ class MultiNicOperatorReconciler:
             raise
         self._applied[object_key(want)] = applied
         outcome.applied[object_key(want)] = applied
-        if steady:
+        if ours:
+            self._recreating.discard(object_key(want))
+            self.d.events.normal(
+                obj, "StatefulSetRecreated", f"{kind} {name}: created again; it adopts the pods and volumes"
+            )
+        elif steady:
             outcome.repaired.append(drift)
             metrics.OPERATOR_DRIFT_CORRECTIONS.labels(kind=kind).inc()
             metrics.OPERATOR_DRIFT_DETECTED.labels(kind=kind, action="repaired").inc()
@@ -466,6 +503,8 @@ class MultiNicOperatorReconciler:
             extra.append(Condition("CredentialsAvailable", True, "Stored", "Database credentials are stored"))
         if outcome.failures:
             problems.append("Apply failed: " + "; ".join(outcome.failures))
+        if outcome.recreating:
+            problems.append(f"Recreating {', '.join(outcome.recreating)} (orphaning delete: pods and volumes stay)")
         document["conditions"] = merge_conditions(
             document["conditions"], extra, generation=generation, now=now, order=status_mod.CONDITION_ORDER
         )
@@ -473,6 +512,8 @@ class MultiNicOperatorReconciler:
             document["message"] = "; ".join([*problems, document["message"]])
             if refused or outcome.failures:
                 document["phase"] = status_mod.DEGRADED
+            elif outcome.recreating:
+                document["phase"] = status_mod.PROGRESSING
         stamp = previous.get("lastUpdated")
         if stamp and not status_mod.status_changed(previous, document):
             document["lastUpdated"] = stamp
@@ -589,11 +630,11 @@ class MultiNicOperatorReconciler:
                 removed += await self._delete(kind, live)
         return removed
 
-    async def _delete(self, kind: str, live: Mapping[str, Any]) -> int:
+    async def _delete(self, kind: str, live: Mapping[str, Any], *, propagation: str = "Background") -> int:
         meta = live["metadata"]
         if meta.get("deletionTimestamp"):
             return 0
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
         try:
             await self.d.kube.delete(MANAGED[kind], meta["name"], meta.get("namespace"), body=body)
         except ApiError as exc:
@@ -608,7 +649,7 @@ class MultiNicOperatorReconciler:
         if not status_mod.status_changed(current, document):
             return
         meta = obj["metadata"]
-        patch = {k: None for k in current if k not in document} | document
+        patch = replacing_patch(current, document)
         try:
             await patch_status(self.d.kube, MULTINICOPERATORS, meta["name"], patch, namespace=meta["namespace"])
         except ApiError as exc:

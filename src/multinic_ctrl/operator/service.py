@@ -33,7 +33,7 @@ from multinic_ctrl.settings import Settings
 from .desired import MANAGED_KINDS
 from .names import KIND, MANAGED_BY_LABEL, MANAGED_BY_NAMESPACE_LABEL
 from .rbac import packaged_template
-from .reconciler import MultiNicOperatorReconciler, ReconcilerDeps
+from .reconciler import RECREATE_ANNOTATION, MultiNicOperatorReconciler, ReconcilerDeps
 from .resources import JOBS, MULTINICOPERATORS, secret_identity, watched
 
 log = structlog.get_logger(__name__)
@@ -56,6 +56,8 @@ def spec_or_lifecycle_changed(old: JsonObj | None, new: JsonObj) -> bool:
     if old is None:
         return True
     o, n = old.get("metadata") or {}, new.get("metadata") or {}
+    if (o.get("annotations") or {}).get(RECREATE_ANNOTATION) != (n.get("annotations") or {}).get(RECREATE_ANNOTATION):
+        return True
     return any(o.get(k) != n.get(k) for k in ("generation", "deletionTimestamp", "finalizers", "labels"))
 
 

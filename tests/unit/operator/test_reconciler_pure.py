@@ -9,7 +9,13 @@ from multinic_ctrl.kube.owned import label_owner_keys
 from multinic_ctrl.metrics import REGISTRY
 from multinic_ctrl.operator.desired import MANAGED_KINDS
 from multinic_ctrl.operator.names import MANAGED_BY_LABEL, MANAGED_BY_NAMESPACE_LABEL
-from multinic_ctrl.operator.reconciler import backup_gauges, keep_fixed_fields, owns_field, replicas_handover
+from multinic_ctrl.operator.reconciler import (
+    backup_gauges,
+    keep_fixed_fields,
+    owns_field,
+    replacing_patch,
+    replicas_handover,
+)
 from multinic_ctrl.operator.resources import MANAGED, secret_identity, watched
 from multinic_ctrl.operator.service import owner_index, spec_or_lifecycle_changed
 from tests.unit.operator.support import build, find
@@ -121,3 +127,33 @@ def test_owns_field_reads_managed_fields_of_apply_operations_only() -> None:
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "multinic-controller", "namespace": "ns"}, "spec": {"replicas": 3},
     }  # fmt: skip
+
+
+def test_replacing_patch_removes_nested_keys_a_merge_patch_would_keep() -> None:
+    current = {
+        "phase": "Degraded",
+        "databaseStatus": {"phase": "Ready", "recreateRequired": ["StatefulSet x: spec.volumeClaimTemplates"]},
+        "backupStatus": {"enabled": True, "activeJobs": [{"name": "j"}]},
+        "gone": {"a": 1},
+    }
+    desired = {"phase": "Ready", "databaseStatus": {"phase": "Ready"}, "backupStatus": {"enabled": True}}
+    patch = replacing_patch(current, desired)
+    assert patch == {
+        "phase": "Ready",
+        "databaseStatus": {"phase": "Ready", "recreateRequired": None},
+        "backupStatus": {"enabled": True, "activeJobs": None},
+        "gone": None,
+    }
+
+    def merge(target: Any, change: Any) -> Any:  # RFC 7386
+        if not isinstance(change, dict):
+            return change
+        out = dict(target) if isinstance(target, dict) else {}
+        for key, value in change.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = merge(out.get(key), value)
+        return out
+
+    assert merge(current, patch) == desired
