@@ -14,7 +14,7 @@ from typing import Any, TextIO
 import yaml
 
 from multinic_ctrl.controller.clients import openstack_client
-from multinic_ctrl.controller.desired import desired_rows
+from multinic_ctrl.controller.desired import desired_rows, rows_to_keep
 from multinic_ctrl.controller.resources import SECRETS
 from multinic_ctrl.controller.spec import decode_secret, parse_spec, resolve_credentials
 from multinic_ctrl.db import Database, Repository, RowDiff
@@ -56,7 +56,8 @@ async def plan(settings: Settings, path: Path, namespace: str | None) -> tuple[d
         observation = await client.observe(credentials, spec.vm_names, spec.subnet_name)
     database = Database(settings.database)
     try:
-        diff = await Repository(database).plan(ns, name, desired_rows(observation))
+        # The same keep set as a reconcile: rows of VMs whose state Nova cannot vouch for are not removals.
+        diff = await Repository(database).plan(ns, name, desired_rows(observation), keep=rows_to_keep(observation))
     finally:
         await database.close()
     return {"namespace": ns, "name": name}, diff, list(observation.missing_vms)

@@ -433,10 +433,16 @@ class OpenstackConfigReconciler:
         generation = int(obj["metadata"].get("generation") or 0)
         conflicts = {row.port_id: owner for row, owner in result.diff.conflicts}
         interfaces = len(observation.ports) - len(conflicts)
-        missing = list(observation.missing_vms)
+        # VMs Nova cannot vouch for (a down cell, an incomplete listing) are not "not found": their rows stay.
+        unknown = [name for name in observation.missing_vms if name in set(observation.incomplete_vms)]
+        missing = [name for name in observation.missing_vms if name not in set(unknown)]
         message = f"{interfaces} interface(s) on {len(observation.servers)}/{len(spec.vm_names)} VM(s) synced"
         if missing:
             message += f"; VMs not found: {', '.join(missing)}"
+        if unknown:
+            message += f"; state unknown (rows kept): {', '.join(unknown)}"
+            if current.get("phase") == SYNCED and unknown != _unknown_in(current):
+                self.d.events.warning(obj, "VMStateUnknown", f"Nova cannot vouch for {', '.join(unknown)}; rows kept")
         if conflicts:
             message += f"; {len(conflicts)} port(s) already managed by another OpenstackConfig"
         if current.get("phase") != SYNCED:
@@ -497,6 +503,10 @@ def _decide(
         created=created,
         now=now,
     )
+
+
+def _unknown_in(status: Mapping[str, Any]) -> list[str]:
+    return [str(vm.get("name")) for vm in status.get("vms") or () if vm.get("status") == "UNKNOWN"]
 
 
 def _requeue(delay: dt.timedelta | None) -> Result:
