@@ -19,8 +19,11 @@ Invariants (the hygiene a CI tier needs):
   containerd's ``k8s.io`` namespace under their own and their public names (``docker.io/library/...``), so
   manifests with the operator's default images run; containerd's image store is cached between runs
   (``~/.cache/multinic/node``), so an unchanged archive is imported once;
-* **no Services, no DNS** - there is no kube-proxy or CoreDNS (see ``scripts/control-plane-assets``):
-  reach pods by pod IP (:meth:`Node.pod_ip`) or use ``hostNetwork``.
+* **ClusterIP Services work, cluster DNS does not** - kube-proxy (iptables mode, masquerading all Service
+  traffic so no host sysctl has to change) makes Service IPs, the ``kubernetes`` Service included, reachable
+  from pods and from the host; there is no CoreDNS, so address Services by IP (``spec.clusterIP``), pods by
+  pod IP (:meth:`Node.pod_ip`), or use ``hostNetwork``.  Every ``KUBE-*`` iptables chain (kube-proxy's and
+  kubelet's canaries) is removed at teardown.
 
 Usage::
 
@@ -36,6 +39,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -62,8 +66,16 @@ STATE_PATH = Path("/run/multinic-node/state.json")
 RUN_DIR = Path("/run/multinic-node")
 CACHE_DIR = Path(os.environ.get("MULTINIC_CACHE_DIR", Path.home() / ".cache" / "multinic")) / "node"
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "test-images"
+IMAGES_CACHE = CACHE_DIR.parent / "images"
 #: Sysctls kubelet (and the CNI bridge plugin) change on the host: saved before, restored after.
-SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward")
+SYSCTLS = (
+    "vm.overcommit_memory",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.route_localnet",
+    "net.netfilter.nf_conntrack_max",
+)
 #: Host paths containerd/kubelet use whatever they are told; removed at teardown when empty or ours.
 FIXED_DIRS = ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd/runc", "/var/lib/kubelet/device-plugins")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -150,6 +162,38 @@ def _kill_cgroup_processes(name: str = "k8s.io") -> None:
                     os.kill(int(pid), signal.SIGKILL)
 
 
+def _remove_kube_iptables() -> None:
+    """Remove every ``KUBE-*`` chain (kube-proxy's Services, kubelet's canaries and KUBE-FIREWALL).
+
+    Only chains with that prefix and the jumps to them: rules of other programs are left alone.
+    """
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            done = subprocess.run([tool, "-w", "-t", table, "-S"], capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                continue
+            chains, jumps = [], []
+            for line in done.stdout.splitlines():
+                words = shlex.split(line)
+                if words[:1] == ["-N"] and words[1].startswith("KUBE-"):
+                    chains.append(words[1])
+                elif (
+                    words[:1] == ["-A"]
+                    and not words[1].startswith("KUBE-")
+                    and "-j" in words
+                    and words[words.index("-j") + 1].startswith("KUBE-")
+                ):
+                    jumps.append(words[1:])
+            for rule in jumps:
+                subprocess.run([tool, "-w", "-t", table, "-D", *rule], capture_output=True, check=False)
+            for chain in chains:
+                subprocess.run([tool, "-w", "-t", table, "-F", chain], capture_output=True, check=False)
+            for chain in chains:
+                subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True, check=False)
+
+
 def _remove_cgroups(name: str = "k8s.io") -> None:
     """rmdir the (empty, process-free) cgroup trees containerd created under every hierarchy."""
     if not CGROUP_ROOT.is_dir():
@@ -174,7 +218,10 @@ class Node:
         images: Mapping[str, Mapping[str, Any]] | None = None,
         ready_timeout: float = 120.0,
         build_images: bool = True,
+        kube_proxy: bool = True,
     ) -> None:
+        """``build_images``: run ``scripts/test-images`` first (rebuilds what changed); False takes the images
+        it built last, however old."""
         if not control_plane.kubelet_client:
             raise NodeError("the control plane needs ControlPlane(..., kubelet_client=True) to talk to a kubelet")
         self.cp = control_plane
@@ -182,6 +229,7 @@ class Node:
         self.images = dict(images) if images is not None else None
         self.ready_timeout = ready_timeout
         self.build_images = build_images
+        self.kube_proxy = kube_proxy
         self.work_dir = control_plane.work_dir / "node"
         self.logs_dir = self.work_dir / "logs"
         self.containerd_root = CACHE_DIR / "containerd"
@@ -191,6 +239,7 @@ class Node:
         self.pod_logs_dir = self.work_dir / "pod-logs"
         self._containerd: _Process | None = None
         self._kubelet: _Process | None = None
+        self._proxy: _Process | None = None
         self._lock: IO[str] | None = None
         self._saved_sysctls: dict[str, str] = {}
         #: seconds each start phase took (for the tier's timing report)
@@ -236,6 +285,10 @@ class Node:
             mark = time.monotonic()
             self._start_kubelet()
             self.timings["kubelet_ready"] = time.monotonic() - mark
+            if self.kube_proxy:
+                mark = time.monotonic()
+                self._start_kube_proxy()
+                self.timings["kube_proxy"] = time.monotonic() - mark
         except BaseException:
             logs = self.format_log_tails()
             self.stop()
@@ -251,6 +304,8 @@ class Node:
             self._delete_pods()
         if self._kubelet is not None:
             self._kubelet.stop(timeout=10)
+        if self._proxy is not None:
+            self._proxy.stop(timeout=10)
         if self._containerd is not None and self._containerd.running:
             self._remove_containers()
         if self._containerd is not None:
@@ -291,7 +346,11 @@ class Node:
             "sysctls": self._saved_sysctls,
             "pids": {
                 name: {"pid": proc.pid, "marker": str(self.work_dir)}
-                for name, proc in (("containerd", self._containerd), ("kubelet", self._kubelet))
+                for name, proc in (
+                    ("containerd", self._containerd),
+                    ("kubelet", self._kubelet),
+                    ("kube-proxy", self._proxy),
+                )
                 if proc is not None and proc.pid is not None
             },
         }
@@ -404,15 +463,18 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if self.images is None:
             # Stale images would test old code: rebuild what changed (about a minute for the controller
             # image after a source change; under a second when nothing changed).
-            argv = [str(IMAGES_SCRIPT)] if self.build_images else [str(IMAGES_SCRIPT), "--no-build"]
-            _log("checking the test images (scripts/test-images rebuilds what changed)")
-            found = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=1800, check=False)
-            if found.returncode != 0:
-                raise NodeError(
-                    "the test images are not built for the current sources; run scripts/test-images "
-                    "(builds and caches them; its output is above)"
+            if self.build_images:
+                _log("checking the test images (scripts/test-images rebuilds what changed)")
+                found = subprocess.run(
+                    [str(IMAGES_SCRIPT)], stdout=subprocess.PIPE, text=True, timeout=1800, check=False
                 )
-            manifest = Path(found.stdout.strip()) / "images.json"
+                if found.returncode != 0:
+                    raise NodeError("scripts/test-images failed (its output is above)")
+                manifest = Path(found.stdout.strip()) / "images.json"
+            else:  # whatever was built last, however old
+                manifest = IMAGES_CACHE / "images.json"
+                if not manifest.exists():
+                    raise NodeError(f"no {manifest}: run scripts/test-images (builds and caches the images)")
             self.images = json.loads(manifest.read_text())
         return self.images
 
@@ -439,24 +501,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         pki = self.cp.pki
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
         cert, key = pki.issue_client_cert(self.work_dir / "kubelet-client", f"system:node:{NODE_NAME}", "system:nodes")
-        kubeconfig = self.work_dir / "kubelet.kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "test",
-                            "cluster": {"server": self.cp.api_url, "certificate-authority": str(pki.ca_cert)},
-                        }
-                    ],
-                    "users": [{"name": "kubelet", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-                    "contexts": [{"name": "kubelet", "context": {"cluster": "test", "user": "kubelet"}}],
-                    "current-context": "kubelet",
-                }
-            )
-        )
+        kubeconfig = self._write_kubeconfig(self.work_dir / "kubelet.kubeconfig", cert, key)
         healthz_port = free_port()
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -526,6 +571,63 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 "wait", "--for=condition=Ready", f"--timeout={self.ready_timeout:.0f}s", f"node/{NODE_NAME}"
             )
 
+    def _start_kube_proxy(self) -> None:
+        """kube-proxy in iptables mode as ``system:kube-proxy`` (bound to ``system:node-proxier`` by default)."""
+        assert self.cp.pki is not None
+        pki = self.cp.pki
+        cert, key = pki.issue_client_cert(self.work_dir / "kube-proxy-client", "system:kube-proxy")
+        kubeconfig = self._write_kubeconfig(self.work_dir / "kube-proxy.kubeconfig", cert, key)
+        healthz_port, metrics_port = free_port(), free_port()
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
+            "mode": "iptables",
+            "clusterCIDR": POD_SUBNET,
+            "hostnameOverride": NODE_NAME,
+            "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+            "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+            # 0: leave the host's conntrack limits and timeouts alone.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+            # masqueradeAll: replies from a backend on the same bridge come back through the host without
+            # depending on br_netfilter; no localhost NodePorts, so route_localnet stays as it is.
+            "iptables": {
+                "masqueradeAll": True,
+                "localhostNodePorts": False,
+                "syncPeriod": "30s",
+                "minSyncPeriod": "0s",
+            },
+            "nodePortAddresses": [f"{NODE_IP}/32"],
+        }
+        config_path = self.work_dir / "kube-proxy-config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        self._proxy = _Process(
+            "kube-proxy",
+            [str(self.assets_dir / "kube-proxy"), f"--config={config_path}", "--v=1"],
+            self.logs_dir / "kube-proxy.log",
+        )
+        self._proxy.start()
+        self._save_state()
+        self._wait("kube-proxy", self._proxy, lambda: self._http_ok(f"http://127.0.0.1:{healthz_port}/healthz"), 60)
+
+    def _write_kubeconfig(self, path: Path, cert: Path, key: Path) -> Path:
+        assert self.cp.pki is not None
+        cluster = {"server": self.cp.api_url, "certificate-authority": str(self.cp.pki.ca_cert)}
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "test", "cluster": cluster}],
+                    "users": [{"name": "user", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+                    "contexts": [{"name": "user", "context": {"cluster": "test", "user": "user"}}],
+                    "current-context": "user",
+                }
+            )
+        )
+        path.chmod(0o600)
+        return path
+
     @staticmethod
     def _http_ok(url: str) -> bool:
         import urllib.request
@@ -574,7 +676,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return self.cp.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.podIP}").stdout.strip()
 
     def log_tails(self, lines: int = 60) -> dict[str, str]:
-        procs = [p for p in (self._containerd, self._kubelet) if p is not None]
+        procs = [p for p in (self._containerd, self._kubelet, self._proxy) if p is not None]
         return {p.name: p.tail(lines) for p in procs}
 
     def format_log_tails(self, lines: int = 60) -> str:
@@ -626,6 +728,7 @@ def _cleanup_host(sysctls: Mapping[str, str]) -> None:
         with contextlib.suppress(OSError):
             os.rmdir(d)  # only when empty: never someone else's
     _remove_cgroups()
+    _remove_kube_iptables()
     for name, value in sysctls.items():
         if _read_sysctl(name) != value:
             _write_sysctl(name, value)
