@@ -60,3 +60,17 @@ async def test_an_unexpected_exception_ends_in_status_with_an_event_and_a_bounde
 
 async def _has_event(env: Env, reason: str) -> bool:
     return any(e["reason"] == reason and e["type"] == "Warning" for e in await env.events("cfg"))
+
+
+async def test_a_port_with_a_malformed_mac_is_skipped_and_reported_the_others_sync(env: Env) -> None:
+    vm1 = env.sim.state.find_server("test-vm-1")
+    subnet = env.sim.state.find_subnet("k8s-subnet")
+    bad = env.sim.state.add_port(subnet.id, "192.168.100.77", vm1.id, "fa-16-3e-bad")
+    await env.create(config_body("cfg", ["test-vm-1", "test-vm-2"], env.sim))
+    status = await env.wait_status("cfg", lambda s: s.get("phase") == "Synced", "synced despite the bad port")
+    assert "1 port(s) skipped" in status["message"]
+    (vm1_status,) = [vm for vm in status["vms"] if vm["name"] == "test-vm-1"]
+    (entry,) = [i for i in vm1_status["interfaces"] if i["portID"] == bad.id]
+    assert "not six hex octets" in entry["problem"]
+    assert len(await env.agent_rows("test-vm-1")) == 1 and len(await env.agent_rows("test-vm-2")) == 1
+    await wait_for(lambda: _has_event(env, "PortSkipped"), "a Warning Event")

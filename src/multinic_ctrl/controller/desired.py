@@ -1,10 +1,40 @@
-"""OpenStack observations → the rows the node agent should see (pure)."""
+"""OpenStack observations → the rows the node agent should see (pure).
+
+Decisions on shapes the agent contract does not spell out (table-tested in tests/unit/test_port_shapes.py):
+- A port with two or more addresses on the subnet: one row, with the first address Neutron lists for that
+  subnet (its allocation order; the agent configures one address per row, and the first is the one DHCP and
+  the metadata service hand out).
+- IPv6 subnets: rows as for IPv4 (the agent writes `address/prefix` from the subnet's CIDR either way).
+- VM names are written exactly as Nova has them, unicode included; the agent matches its short hostname, so a
+  name that is no valid hostname (or contains a ".") gets rows that no agent reads - the status still lists it.
+- A MAC that is not six hex octets, or an address that is not an IP inside the subnet's CIDR, cannot become a
+  row the agent could apply: the port is skipped, and its entry in status says why. The other ports go on.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from multinic_ctrl.db import DesiredState, InterfaceRow, NodeRow, SubnetRow
 from multinic_ctrl.db.repository import KeepRows
-from multinic_ctrl.openstack import Observation
+from multinic_ctrl.openstack import Observation, Port
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def port_problem(port: Port, cidr: str) -> str | None:
+    """Why `port` cannot become a row the node agent could apply, or None when it can."""
+    if not _MAC.fullmatch(port.mac.lower()):  # case is normalised where rows are built
+        return f"MAC address {port.mac[:40]!r} is not six hex octets"
+    try:
+        address = ipaddress.ip_address(port.ip)
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return f"address {port.ip[:60]!r} is not an IP address in subnet {cidr[:60]!r}"
+    if address not in network:
+        return f"address {port.ip} is outside subnet {cidr}"
+    return None
 
 
 def desired_rows(observation: Observation) -> DesiredState:
@@ -26,7 +56,7 @@ def desired_rows(observation: Observation) -> DesiredState:
             node_name=servers[port.device_id].name,
         )
         for port in observation.ports
-        if port.device_id in servers
+        if port.device_id in servers and port_problem(port, subnet.cidr) is None
     )
     return DesiredState(
         subnets=(SubnetRow(subnet.id, subnet.name, subnet.cidr, subnet.network_id),),

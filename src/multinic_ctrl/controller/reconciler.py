@@ -20,7 +20,7 @@ import aiohttp
 import structlog
 
 from multinic_ctrl import metrics
-from multinic_ctrl.controller.desired import desired_rows, rows_to_keep
+from multinic_ctrl.controller.desired import desired_rows, port_problem, rows_to_keep
 from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
 from multinic_ctrl.controller.spec import (
@@ -432,7 +432,8 @@ class OpenstackConfigReconciler:
         current = obj.get("status") or {}
         generation = int(obj["metadata"].get("generation") or 0)
         conflicts = {row.port_id: owner for row, owner in result.diff.conflicts}
-        interfaces = len(observation.ports) - len(conflicts)
+        skipped = [p.id for p in observation.ports if port_problem(p, observation.subnet.cidr) is not None]
+        interfaces = len(observation.ports) - len(conflicts) - len(skipped)
         # VMs Nova cannot vouch for (a down cell, an incomplete listing) are not "not found": their rows stay.
         unknown = [name for name in observation.missing_vms if name in set(observation.incomplete_vms)]
         missing = [name for name in observation.missing_vms if name not in set(unknown)]
@@ -445,6 +446,12 @@ class OpenstackConfigReconciler:
                 self.d.events.warning(obj, "VMStateUnknown", f"Nova cannot vouch for {', '.join(unknown)}; rows kept")
         if conflicts:
             message += f"; {len(conflicts)} port(s) already managed by another OpenstackConfig"
+        if skipped:
+            message += f"; {len(skipped)} port(s) skipped (invalid MAC or address, see status.vms)"
+            if current.get("message") != message:
+                self.d.events.warning(
+                    obj, "PortSkipped", f"ports skipped, invalid MAC or address: {', '.join(skipped)}"
+                )
         if current.get("phase") != SYNCED:
             self.d.events.normal(obj, "Synced", message)
         if missing and current.get("missingVMs") != missing:

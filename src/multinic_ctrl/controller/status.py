@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from multinic_ctrl.controller.desired import port_problem
 from multinic_ctrl.kube.conditions import Condition as Condition  # re-exported: the reconciler builds them
 from multinic_ctrl.kube.conditions import merge_conditions as _merge
 from multinic_ctrl.kube.conditions import rfc3339 as rfc3339
@@ -37,6 +38,9 @@ def vm_report(observation: Observation, conflicts: Mapping[str, str]) -> list[di
     by_server: dict[str, list[dict[str, Any]]] = {s.id: [] for s in observation.servers}
     for port in observation.ports:
         entry = {"portID": port.id, "macAddress": port.mac, "address": port.ip}
+        problem = port_problem(port, observation.subnet.cidr)
+        if problem is not None:
+            entry["problem"] = f"skipped: {problem}"
         if port.id in conflicts:
             entry["conflict"] = f"already managed by OpenstackConfig {conflicts[port.id]}"
             entry["ownedBy"] = conflicts[port.id]  # structured: the index that heals conflicts reads it
