@@ -92,6 +92,17 @@ def _add_operator(parser: argparse.ArgumentParser) -> None:
         "cluster, false locally]",
     )
     op.add_argument("--leader-election-namespace", help="namespace of the Lease [env LEADER_ELECTION_NAMESPACE]")
+    op.add_argument(
+        "--webhook",
+        help="true/false: serve the protection webhook vprotection.multinic.example.com [env OPERATOR_WEBHOOK; "
+        "default true in cluster or with --webhook-url, false locally]",
+    )
+    op.add_argument("--webhook-port", help="HTTPS port of the webhook [env WEBHOOK_PORT, default 9443]")
+    op.add_argument(
+        "--webhook-url",
+        help="clientConfig.url for the apiserver instead of the Service, e.g. https://127.0.0.1:9443/validate "
+        "(local runs, tests) [env WEBHOOK_URL]",
+    )
 
 
 def _add_openstack(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 LogFormat = Literal["json", "console"]
 # MySQL's --ssl-mode values (MariaDB's clients spell the same choices --ssl/--ssl-verify-server-cert).
@@ -109,6 +110,23 @@ class OperatorSettings:
     leader_elect: bool = True
     leader_election_namespace: str = "multinic-system"
     leader_election_name: str = "multinic-operator"
+    # The protection webhook (vprotection.multinic.example.com). Off unless enabled: the dataclass default is a
+    # local run's; `load_settings` turns it on in a cluster (OPERATOR_WEBHOOK) or when WEBHOOK_URL is given.
+    webhook_enabled: bool = False
+    webhook_port: int = 9443  # WEBHOOK_PORT: the HTTPS listener (the Service maps 443 to it)
+    webhook_address: str = "0.0.0.0"  # noqa: S104 - WEBHOOK_ADDRESS: the apiserver reaches the Pod IP
+    # WEBHOOK_URL: clientConfig.url instead of the Service (tests, local runs: https://127.0.0.1:PORT/validate);
+    # an IP host is added to the serving certificate.
+    webhook_url: str | None = None
+    webhook_service: str = "multinic-operator-webhook"  # WEBHOOK_SERVICE: Service name (and certificate DNS names)
+    webhook_secret: str = "multinic-operator-webhook-tls"  # noqa: S105 - a name; WEBHOOK_SECRET: CA + serving certificate
+    webhook_cert_lifetime: float = 365 * 86400.0  # WEBHOOK_CERT_LIFETIME: serving certificate (renewed at 2/3)
+    webhook_status_interval: float = 10.0  # WEBHOOK_STATUS_INTERVAL: at most one protectionStatus write per period
+    webhook_sync_period: float = 60.0  # WEBHOOK_SYNC_PERIOD: periodic check of the Secret and the configuration
+    # The operator's own identity (exempt from its webhook): POD_NAMESPACE / SERVICE_ACCOUNT_NAME (downward API);
+    # when not given: the in-cluster token's subject, else the apiserver's answer to "who am I".
+    pod_namespace: str | None = None
+    service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -342,7 +360,45 @@ def _operator_settings(pick: Any, env: Mapping[str, str], controller: Controller
         resync_seconds=resync,
         leader_elect=controller.leader_elect,
         leader_election_namespace=controller.leader_election_namespace,
+        **_webhook_settings(pick, env),
     )
+
+
+def _webhook_settings(pick: Any, env: Mapping[str, str]) -> dict[str, Any]:
+    """OPERATOR_WEBHOOK (default: on in a cluster, or when WEBHOOK_URL is set), WEBHOOK_PORT, WEBHOOK_URL, ..."""
+    url_src, url = pick("webhook_url", "WEBHOOK_URL")
+    if url:
+        parsed = urlsplit(url)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise SettingsError(url_src, f"{url!r} must be an https:// URL (e.g. https://127.0.0.1:9443/validate)")
+    src, raw = pick("webhook", "OPERATOR_WEBHOOK")
+    enabled = _parse_bool(src, raw) if raw else (in_cluster(env) or bool(url))
+    src, raw = pick("webhook_port", "WEBHOOK_PORT")
+    port = _parse_port(src, raw) if raw else (urlsplit(url).port or 9443 if url else 9443)
+    _, address = pick("webhook_address", "WEBHOOK_ADDRESS")
+    _, service = pick("webhook_service", "WEBHOOK_SERVICE")
+    _, secret = pick("webhook_secret", "WEBHOOK_SECRET")
+    src, raw = pick("webhook_cert_lifetime", "WEBHOOK_CERT_LIFETIME")
+    lifetime = _parse_seconds(src, raw) if raw else 365 * 86400.0
+    src, raw = pick("webhook_status_interval", "WEBHOOK_STATUS_INTERVAL")
+    status_interval = _parse_timeout(src, raw) if raw else 10.0
+    src, raw = pick("webhook_sync_period", "WEBHOOK_SYNC_PERIOD")
+    sync_period = _parse_timeout(src, raw) if raw else 60.0
+    _, pod_namespace = pick("pod_namespace", "POD_NAMESPACE")
+    _, service_account = pick("service_account", "SERVICE_ACCOUNT_NAME")
+    return {
+        "webhook_enabled": enabled,
+        "webhook_port": port,
+        "webhook_address": address or "0.0.0.0",  # noqa: S104
+        "webhook_url": url or None,
+        "webhook_service": service or "multinic-operator-webhook",
+        "webhook_secret": secret or "multinic-operator-webhook-tls",
+        "webhook_cert_lifetime": lifetime,
+        "webhook_status_interval": status_interval,
+        "webhook_sync_period": sync_period,
+        "pod_namespace": pod_namespace or None,
+        "service_account": service_account or None,
+    }
 
 
 def in_cluster(env: Mapping[str, str]) -> bool:

@@ -25,7 +25,7 @@ import base64
 import copy
 import datetime as dt
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +94,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def _nothing_to_do(_namespace: str, _name: str) -> None:
+    return None
+
+
 class ManagedCache(Protocol):
     """Read access to the informer caches (see `service.Caches`)."""
 
@@ -122,6 +126,9 @@ class ReconcilerDeps:
     rng: Rng = secrets.token_bytes
     resync: float = 60.0
     protection_active: Callable[[], bool] = lambda: False  # the webhook (issue 13): served, trusted, configured
+    # The finalizer's last step before the finalizer is removed (the webhook: the last installation deletes the
+    # cluster-scoped ValidatingWebhookConfiguration, which no MultiNicOperator can own); raising retries.
+    uninstalling: Callable[[str, str], Awaitable[None]] = field(default=_nothing_to_do)
 
 
 @dataclass
@@ -614,6 +621,7 @@ class MultiNicOperatorReconciler:
             delete_data = False
         removed = await self._delete_owned(namespace, name, kinds=UNINSTALL_ORDER, delete_data=delete_data)
         self._secrets.pop(namespace, None)
+        await self.d.uninstalling(namespace, name)
         await remove_finalizer(self.d.kube, MULTINICOPERATORS, name, FINALIZER, namespace=namespace, obj=obj)
         log.info("MultiNicOperator deleted; installation removed", removed=removed, data_kept=not delete_data,
                  namespace=namespace, name=name)  # fmt: skip

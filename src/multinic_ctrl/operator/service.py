@@ -11,19 +11,34 @@ Watches:
   The drift is repaired within the time of one reconcile. Secrets are cached as identity and labels only.
 
 Every long-running task runs on one `Supervisor` (a dead informer turns `/healthz` red); `/readyz` = caches
-synced; only the leader of the `multinic-operator` Lease runs workers; every installation is also re-checked
-every `OPERATOR_RESYNC_INTERVAL`.
+synced (and, with the protection webhook, its certificate valid and injected); only the leader of the
+`multinic-operator` Lease runs workers; every installation is also re-checked every `OPERATOR_RESYNC_INTERVAL`.
+
+The protection webhook (`protection.ProtectionRuntime`, OPERATOR_WEBHOOK) runs on every replica - the apiserver may
+call any ready Pod behind the Service: it starts serving once the caches synced and, on the replica that runs
+workers, after the first reconcile of every installation found (drift made while the operator was down is
+repaired first; its own requests are exempt in the configuration's `matchConditions` anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
-from multinic_ctrl.kube import Controller, EventRecorder, Informer, JsonObj, KubeClient, LeaderElector, Supervisor
+from multinic_ctrl.kube import (
+    Controller,
+    EventRecorder,
+    Informer,
+    JsonObj,
+    KubeClient,
+    LeaderElector,
+    Supervisor,
+    is_being_deleted,
+)
 from multinic_ctrl.kube.owned import label_owner_keys
 from multinic_ctrl.kube.store import namespace_index
 from multinic_ctrl.metrics import OPERATOR_MANAGED_RESOURCES, OPERATOR_RECONCILE_DURATION, OPERATOR_RECONCILE_TOTAL
@@ -32,6 +47,7 @@ from multinic_ctrl.settings import Settings
 
 from .desired import MANAGED_KINDS
 from .names import KIND, MANAGED_BY_LABEL, MANAGED_BY_NAMESPACE_LABEL
+from .protection import SERVE_AFTER_FIRST_RECONCILES, SERVICE_ACCOUNT_TOKEN, ProtectionRuntime, resolve_identity
 from .rbac import packaged_template
 from .reconciler import RECREATE_ANNOTATION, MultiNicOperatorReconciler, ReconcilerDeps
 from .resources import JOBS, MULTINICOPERATORS, secret_identity, watched
@@ -117,15 +133,57 @@ class OperatorService:
         self.controller: Controller | None = None
         self.elector: LeaderElector | None = None
         self.reconciler: MultiNicOperatorReconciler | None = None
+        self.protection: ProtectionRuntime | None = None
+        self._first_pass: set[str] | None = None  # installations whose first reconcile the webhook waits for
+        self._first_pass_done = asyncio.Event()
 
     def install(self, server: ProbeServer) -> None:
         server.add_liveness_probe(self.supervisor.failed_tasks)
         server.add_readiness_check("informers", self._informers_ready)
+        if self.settings.operator.webhook_enabled:
+            server.add_readiness_check("webhook", self._webhook_ready)
         server.add_detail("leadership", self._leadership)
 
     async def _informers_ready(self) -> None:
         if not self.caches.synced:
             raise NotReady("caches not synced yet")
+
+    async def _webhook_ready(self) -> None:
+        if self.protection is None or self.protection.hook is None:
+            raise NotReady("protection webhook not serving yet")
+        if not self.protection.ready:
+            raise NotReady("protection webhook certificate not valid or not injected yet")
+
+    def _protection_active(self) -> bool:
+        return self.protection is not None and self.protection.ready
+
+    def _enqueue_all(self) -> None:
+        if self.controller is not None:
+            for informer in self.caches.operators:
+                for key in informer.store.keys():
+                    self.controller.queue.add(key)
+
+    def _all_operators(self) -> list[JsonObj]:
+        return [o for informer in self.caches.operators for o in informer.store.objects()]
+
+    async def _run_protection(self, protection: ProtectionRuntime) -> None:
+        """Serve once the caches synced and the first reconciles ran, then keep TLS and configuration in step."""
+        for informer in self.caches.all_informers():
+            await informer.wait_synced()
+        runs_workers = self.elector is None or self.elector.is_leader
+        if runs_workers:
+            self._first_pass = {f"{o['metadata']['namespace']}/{o['metadata']['name']}" for o in self._all_operators()}
+            if self._first_pass:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._first_pass_done.wait(), SERVE_AFTER_FIRST_RECONCILES)
+            self._first_pass = None
+        await protection.serve()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(protection.run_sync())
+                tasks.create_task(protection.run_status())
+        finally:
+            await protection.stop()
 
     def _leadership(self) -> str:
         if self.elector is None:
@@ -162,11 +220,32 @@ class OperatorService:
         self.kube = kube = await KubeClient.from_config(kubeconfig)
         events = EventRecorder(kube, "multinic-operator")
         self.make_informers(kube)
-        self.reconciler = reconciler = MultiNicOperatorReconciler(
-            ReconcilerDeps(
-                kube=kube, cache=self.caches, events=events, rbac=packaged_template(), resync=cfg.resync_seconds
+        if cfg.webhook_enabled:
+            # With an explicit kubeconfig the operator is whoever that kubeconfig says, not a mounted token.
+            token = None if self.settings.kubeconfig else SERVICE_ACCOUNT_TOKEN
+            identity = await resolve_identity(kube, cfg, token)
+            log.info("Protection webhook identity", user=identity.username, namespace=identity.namespace)
+            self.protection = ProtectionRuntime(
+                kube,
+                cfg,
+                identity,
+                operators=self._all_operators,
+                operator=self.caches.operator,
+                events=events,
+                on_ready_change=self._enqueue_all,
             )
+        protection = self.protection
+        deps = ReconcilerDeps(
+            kube=kube,
+            cache=self.caches,
+            events=events,
+            rbac=packaged_template(),
+            resync=cfg.resync_seconds,
+            protection_active=self._protection_active,
         )
+        if protection is not None:
+            deps.uninstalling = protection.uninstalling
+        self.reconciler = reconciler = MultiNicOperatorReconciler(deps)
         self.controller = controller = Controller(
             "multinicoperator", reconciler.reconcile, workers=cfg.workers, observe=self._observe
         )
@@ -181,10 +260,23 @@ class OperatorService:
         for informers in self.caches.managed.values():
             for informer in informers:
                 controller.watch(informer, to_owner)
+        if protection is not None:
+            for informer in self.caches.operators:
+                # the configuration exists while an installation does: look again when one comes or goes
+                informer.add_handler(
+                    lambda _obj: protection.poke(),
+                    lambda old, new: protection.poke() if is_being_deleted(old) != is_being_deleted(new) else None,
+                    lambda _obj: protection.poke(),
+                    read_only=True,
+                )
         sup = self.supervisor
         for informer in self.caches.all_informers():
             sup.spawn(f"informer/{informer.name}/{informer.namespace or '*'}", informer.run())
         sup.spawn("events", events.run())
+        if protection is not None:
+            for informer in protection.informers:
+                sup.spawn(f"informer/{informer.name}", informer.run())
+            sup.spawn("protection-webhook", self._run_protection(protection))
         try:
             if cfg.leader_elect:
                 self.elector = LeaderElector(
@@ -213,7 +305,11 @@ class OperatorService:
             await sup.shutdown(2 * SHUTDOWN_DEADLINE, drain=drain)
             await kube.close()
 
-    def _observe(self, _key: str, outcome: str, seconds: float) -> None:
+    def _observe(self, key: str, outcome: str, seconds: float) -> None:
+        if self._first_pass is not None:
+            self._first_pass.discard(key)
+            if not self._first_pass:
+                self._first_pass_done.set()
         result = {"requeue_after": "success", "requeue": "retry"}.get(outcome, outcome)
         OPERATOR_RECONCILE_TOTAL.labels(result=result).inc()
         OPERATOR_RECONCILE_DURATION.labels(result=result).observe(seconds)
