@@ -1,7 +1,8 @@
 """The cluster tier: a real node (containerd + kubelet) joined to a real control plane, running our images.
 
 One session-scoped cluster for the whole tier (starting it takes ~15 s warm): etcd + kube-apiserver reachable
-from pods, kube-controller-manager + kube-scheduler (no kwok nodes), and :class:`tests.support.node.Node`.
+from pods, kube-controller-manager + kube-scheduler (no kwok nodes), and :class:`tests.support.node.Node`
+(containerd, kubelet, kube-proxy, CoreDNS).
 Tests isolate themselves by namespace.  Missing prerequisites FAIL the tier (never skip), with the command
 that provides them: ``scripts/control-plane-assets`` (kubelet) and ``scripts/test-images`` (the images).
 """
@@ -69,8 +70,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         assets = locate_assets()
     except ControlPlaneError as exc:
         pytest.fail(str(exc), pytrace=False)
-    if not (assets / "kubelet").exists():
-        pytest.fail(f"{assets} has no kubelet: run scripts/control-plane-assets (builds it, ~1-2 min)", pytrace=False)
+    missing = [name for name in ("kubelet", "kube-proxy", "coredns") if not (assets / name).exists()]
+    if missing:
+        pytest.fail(
+            f"{assets} has no {', '.join(missing)}: run scripts/control-plane-assets (builds them)", pytrace=False
+        )
     begin = time.monotonic()
     cp = ControlPlane(assets, kubelet_client=True, advertise_address=NODE_IP)
     node = Node(cp)

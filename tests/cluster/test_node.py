@@ -4,8 +4,8 @@
   completion, its logs read back through the apiserver (apiserver -> kubelet -> containerd);
 * the controller as a Deployment under Pod Security `restricted` with a read-only root filesystem and a
   non-root user, talking to the apiserver through the `kubernetes` Service (kube-proxy) with its own RBAC,
-  its liveness probe run by kubelet, `/healthz` reached from the host at the pod IP and at a ClusterIP
-  Service (there is no cluster DNS: see tests/support/node.py).
+  MariaDB (the test image) by its Service name through CoreDNS, its liveness probe run by kubelet, `/healthz`
+  reached from the host at the pod IP and at a ClusterIP Service.
 """
 
 from __future__ import annotations
@@ -156,16 +156,15 @@ def test_controller_deployment_read_only_non_root_with_mariadb(cluster: Cluster,
     ns = cluster_namespace
     cluster.kubectl("apply", "--server-side", "--force-conflicts", f"--filename={CRD_DIR}")
     _apply(cluster, *_test_mariadb(ns))
-    db_ip = cluster.kubectl("-n", ns, "get", "service", "mariadb", "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
     labels = {"app.kubernetes.io/name": "multinic-controller"}
     env = {
         # The in-cluster client uses KUBERNETES_SERVICE_HOST/PORT as kubelet sets them: the `kubernetes`
-        # Service, which kube-proxy forwards to the apiserver. No cluster DNS: MariaDB by its Service IP.
+        # Service, which kube-proxy forwards to the apiserver. MariaDB by its Service name (cluster DNS).
         "WATCH_NAMESPACES": ns,
         "LEADER_ELECT": "false",
         "PROBE_ADDRESS": "0.0.0.0",  # noqa: S104 - inside the pod: kubelet and the host probe it
         "PROBE_PORT": str(PROBE_PORT),
-        "DB_HOST": db_ip,
+        "DB_HOST": "mariadb",
         "DB_PORT": "3306",
         "DB_USER": "multinic",
         "DB_NAME": "multinic",

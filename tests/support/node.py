@@ -19,11 +19,12 @@ Invariants (the hygiene a CI tier needs):
   containerd's ``k8s.io`` namespace under their own and their public names (``docker.io/library/...``), so
   manifests with the operator's default images run; containerd's image store is cached between runs
   (``~/.cache/multinic/node``), so an unchanged archive is imported once;
-* **ClusterIP Services work, cluster DNS does not** - kube-proxy (iptables mode, masquerading all Service
+* **Services and cluster DNS as in a cluster** - kube-proxy (iptables mode, masquerading all Service
   traffic so no host sysctl has to change) makes Service IPs, the ``kubernetes`` Service included, reachable
-  from pods and from the host; there is no CoreDNS, so address Services by IP (``spec.clusterIP``), pods by
-  pod IP (:meth:`Node.pod_ip`), or use ``hostNetwork``.  Every ``KUBE-*`` iptables chain (kube-proxy's and
-  kubelet's canaries) is removed at teardown.
+  from pods and from the host; CoreDNS runs as a host process on the node IP (kubelet's ``clusterDNS``), so
+  pods resolve ``NAME``, ``NAME.NAMESPACE`` and ``NAME.NAMESPACE.svc.cluster.local``.  The host itself does
+  not use the cluster DNS: from the host, use Service IPs or pod IPs (:meth:`Node.pod_ip`).  Every ``KUBE-*``
+  iptables chain (kube-proxy's and kubelet's canaries) is removed at teardown.
 
 Usage::
 
@@ -61,6 +62,7 @@ POD_BRIDGE = "mn-cni0"
 POD_SUBNET = "10.244.7.0/24"
 POD_GATEWAY = "10.244.7.1"
 CNI_NETWORK = "multinic-node"
+CLUSTER_DOMAIN = "cluster.local"
 LOCK_PATH = Path("/run/lock/multinic-node.lock")
 STATE_PATH = Path("/run/multinic-node/state.json")
 RUN_DIR = Path("/run/multinic-node")
@@ -219,6 +221,7 @@ class Node:
         ready_timeout: float = 120.0,
         build_images: bool = True,
         kube_proxy: bool = True,
+        cluster_dns: bool | None = None,
     ) -> None:
         """``build_images``: run ``scripts/test-images`` first (rebuilds what changed); False takes the images
         it built last, however old."""
@@ -230,6 +233,8 @@ class Node:
         self.ready_timeout = ready_timeout
         self.build_images = build_images
         self.kube_proxy = kube_proxy
+        #: None: CoreDNS when scripts/control-plane-assets has built it
+        self.cluster_dns = (self.assets_dir / "coredns").exists() if cluster_dns is None else cluster_dns
         self.work_dir = control_plane.work_dir / "node"
         self.logs_dir = self.work_dir / "logs"
         self.containerd_root = CACHE_DIR / "containerd"
@@ -240,6 +245,7 @@ class Node:
         self._containerd: _Process | None = None
         self._kubelet: _Process | None = None
         self._proxy: _Process | None = None
+        self._dns: _Process | None = None
         self._lock: IO[str] | None = None
         self._saved_sysctls: dict[str, str] = {}
         #: seconds each start phase took (for the tier's timing report)
@@ -255,10 +261,10 @@ class Node:
         self.stop()
 
     def start(self) -> None:
-        for tool in ("containerd", "ctr", "ip"):
+        for tool in ("containerd", "ctr", "ip", *(("iptables",) if self.kube_proxy else ())):
             if shutil.which(tool) is None:
                 raise NodeError(
-                    f"{tool} is missing: apt-get install containerd containernetworking-plugins iproute2 "
+                    f"{tool} is missing: apt-get install containerd containernetworking-plugins iproute2 iptables "
                     "(scripts/test-images installs them)"
                 )
         if not (self.assets_dir / "kubelet").exists():
@@ -282,6 +288,10 @@ class Node:
             mark = time.monotonic()
             self._import_images()
             self.timings["images"] = time.monotonic() - mark
+            if self.cluster_dns:
+                mark = time.monotonic()
+                self._start_coredns()
+                self.timings["coredns"] = time.monotonic() - mark
             mark = time.monotonic()
             self._start_kubelet()
             self.timings["kubelet_ready"] = time.monotonic() - mark
@@ -306,6 +316,8 @@ class Node:
             self._kubelet.stop(timeout=10)
         if self._proxy is not None:
             self._proxy.stop(timeout=10)
+        if self._dns is not None:
+            self._dns.stop(timeout=10)
         if self._containerd is not None and self._containerd.running:
             self._remove_containers()
         if self._containerd is not None:
@@ -350,6 +362,7 @@ class Node:
                     ("containerd", self._containerd),
                     ("kubelet", self._kubelet),
                     ("kube-proxy", self._proxy),
+                    ("coredns", self._dns),
                 )
                 if proc is not None and proc.pid is not None
             },
@@ -541,6 +554,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "fileCheckFrequency": "60s",
             "maxPods": 50,
             "shutdownGracePeriod": "0s",
+            **({"clusterDNS": [NODE_IP], "clusterDomain": CLUSTER_DOMAIN} if self.cluster_dns else {}),
         }
         config_path = self.work_dir / "kubelet-config.yaml"
         config_path.write_text(yaml.safe_dump(config))
@@ -570,6 +584,32 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             self.cp.kubectl(
                 "wait", "--for=condition=Ready", f"--timeout={self.ready_timeout:.0f}s", f"node/{NODE_NAME}"
             )
+
+    def _start_coredns(self) -> None:
+        """CoreDNS on the node IP, serving the cluster domain from the apiserver (the admin identity: test-only)."""
+        health_port, ready_port = free_port(), free_port()
+        corefile = self.work_dir / "Corefile"
+        corefile.write_text(
+            f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 ip6.arpa:53 {{
+    bind {NODE_IP}
+    errors
+    health 127.0.0.1:{health_port}
+    ready 127.0.0.1:{ready_port}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {self.cp.kubeconfig_path}
+        pods insecure
+        ttl 5
+    }}
+    cache 5
+}}
+"""
+        )
+        self._dns = _Process(
+            "coredns", [str(self.assets_dir / "coredns"), "-conf", str(corefile)], self.logs_dir / "coredns.log"
+        )
+        self._dns.start()
+        self._save_state()
+        self._wait("coredns", self._dns, lambda: self._http_ok(f"http://127.0.0.1:{ready_port}/ready"), 60)
 
     def _start_kube_proxy(self) -> None:
         """kube-proxy in iptables mode as ``system:kube-proxy`` (bound to ``system:node-proxier`` by default)."""
@@ -676,7 +716,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         return self.cp.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.podIP}").stdout.strip()
 
     def log_tails(self, lines: int = 60) -> dict[str, str]:
-        procs = [p for p in (self._containerd, self._kubelet, self._proxy) if p is not None]
+        procs = [p for p in (self._containerd, self._kubelet, self._proxy, self._dns) if p is not None]
         return {p.name: p.tail(lines) for p in procs}
 
     def format_log_tails(self, lines: int = 60) -> str:
