@@ -23,7 +23,7 @@ comma := ,
 TEST_ENV = eval "$$(scripts/local-mariadb env)" && export KUBEBUILDER_ASSETS="$$(scripts/control-plane-assets)"
 
 .PHONY: help venv build test test-db test-integration test-openstack test-cluster test-all test-coverage lint fmt vet \
-        run migrate demo install uninstall deploy undeploy docker-build docker-buildx services images
+        run migrate demo install uninstall deploy undeploy docker-build docker-buildx services images node-assets
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,7 +51,10 @@ test-integration: venv services ## integration + end-to-end tests on a real kube
 images: ## build (or reuse) the cluster tier's images: controller, test MariaDB, pause (~/.cache/multinic/images)
 	scripts/test-images >/dev/null
 
-test-cluster: venv services images ## the cluster tier: a real containerd + kubelet node running the controller image (root)
+node-assets: ## build (or reuse) kubelet, kube-proxy and CoreDNS for the cluster tier's node (cached)
+	scripts/control-plane-assets --node >/dev/null
+
+test-cluster: venv services node-assets images ## the cluster tier: a real containerd + kubelet node running the controller image (root)
 	$(TEST_ENV) && $(PY) -m pytest tests/cluster
 
 test-openstack: venv services ## contract tests + controller e2e against real OpenStack and the simulator (bed left up)
@@ -61,10 +64,10 @@ test-openstack: venv services ## contract tests + controller e2e against real Op
 # Runs pytest with the real OpenStack testbed up for the openstack_real tier, and takes the bed down after.
 WITH_TESTBED = scripts/openstack-testbed up && scripts/openstack-testbed seed && $(TEST_ENV) && $(PY) -m pytest
 
-test-all: venv services images ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
+test-all: venv services node-assets images ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
 	$(WITH_TESTBED); status=$$?; scripts/openstack-testbed down; exit $$status
 
-test-coverage: venv services images ## every tier with a coverage report (htmlcov/)
+test-coverage: venv services node-assets images ## every tier with a coverage report (htmlcov/)
 	$(WITH_TESTBED) --cov=multinic_ctrl --cov-report=term-missing:skip-covered --cov-report=html; \
 	  status=$$?; scripts/openstack-testbed down; exit $$status
 

@@ -233,7 +233,7 @@ class Node:
         self.ready_timeout = ready_timeout
         self.build_images = build_images
         self.kube_proxy = kube_proxy
-        #: None: CoreDNS when scripts/control-plane-assets has built it
+        #: None: CoreDNS when `scripts/control-plane-assets --node` has built it
         self.cluster_dns = (self.assets_dir / "coredns").exists() if cluster_dns is None else cluster_dns
         self.work_dir = control_plane.work_dir / "node"
         self.logs_dir = self.work_dir / "logs"
@@ -268,7 +268,7 @@ class Node:
                     "(scripts/test-images installs them)"
                 )
         if not (self.assets_dir / "kubelet").exists():
-            raise NodeError(f"{self.assets_dir} has no kubelet; run scripts/control-plane-assets")
+            raise NodeError(f"{self.assets_dir} has no kubelet; run scripts/control-plane-assets --node")
         if os.geteuid() != 0:
             raise NodeError("a real node needs root (containerd, bridges, mounts)")
         begin = time.monotonic()
