@@ -293,3 +293,65 @@ async def _absent(cluster: Cluster, kind: str, name: str) -> bool:
 
 async def _absent_operator(cluster: Cluster) -> bool:
     return await cluster.operator(NAME) is None
+
+
+async def test_the_operators_certificate_renewal_keeps_requests_judged(
+    workload_plane: ControlPlane, admin: KubeClient
+) -> None:
+    """WEBHOOK_CERT_LIFETIME=6s: the operator's own loop renews the serving certificate about every 4 s (Secret
+    first, then the served certificate); every request in between is judged, none fails on TLS."""
+    plane = workload_plane
+    plane.kubectl("create", "namespace", "multinic-system", check=False)
+    plane.kubectl("apply", f"--filename={RBAC}")
+    kubeconfig = plane.service_account_kubeconfig("multinic-system", "multinic-operator", create=False)
+    ns = new_namespace(plane, "renew")
+    plane.kubectl("-n", ns, "create", "rolebinding", "jane", "--clusterrole=cluster-admin", f"--user={JANE}")
+    port = free_port()
+    settings = Settings(
+        kubeconfig=kubeconfig,
+        operator=OperatorSettings(
+            namespaces=(ns,),
+            leader_elect=False,
+            webhook_enabled=True,
+            webhook_url=f"https://127.0.0.1:{port}/validate",
+            webhook_port=port,
+            webhook_address="127.0.0.1",
+            webhook_cert_lifetime=6.0,
+        ),
+    )
+    proc = OperatorProcess(settings)
+    try:
+        await proc.start()
+        assert proc.service is not None and proc.service.protection is not None
+        protection = proc.service.protection
+        await admin.create(MULTINICOPERATORS, operator_body(NAME, database={"enabled": False}), ns)
+        cluster = Cluster(admin, ns)
+        await eventually(lambda: cluster.get("Deployment", "multinic-controller"), "Deployment installed", 30)
+
+        async def dry_run() -> subprocess.CompletedProcess[str]:
+            argv = ["patch", "deployment", "multinic-controller", "--dry-run=server", "--type=merge", "--patch",
+                    '{"metadata":{"annotations":{"probe":"1"}}}', f"--namespace={ns}", f"--as={JANE}"]  # fmt: skip
+            return await asyncio.to_thread(plane.kubectl, *argv, check=False)
+
+        async def judged() -> bool:
+            return DENIED in (await dry_run()).stderr
+
+        await eventually(judged, "enforced", 30)
+        generation = protection.hook.tls.generation if protection.hook else 0
+        certificates = set()
+        deadline = time.monotonic() + 13
+        answers = []
+        while time.monotonic() < deadline:
+            answers.append((await dry_run()).stderr)
+            secret = await admin.get(SECRETS, TLS_SECRET, "multinic-system")
+            certificates.add(secret["data"]["tls.crt"])
+            await asyncio.sleep(0.3)
+        assert all(DENIED in a for a in answers), [a for a in answers if DENIED not in a][:3]
+        assert len(certificates) >= 3, len(certificates)
+        assert protection.hook is not None and protection.hook.tls.generation >= generation + 2
+        assert protection.ready
+    finally:
+        await proc.stop()
+        plane.kubectl("delete", "validatingwebhookconfiguration", CONFIGURATION_NAME, "--ignore-not-found", check=False)
+        plane.kubectl("-n", "multinic-system", "delete", "secret", TLS_SECRET, "--ignore-not-found", check=False)
+        plane.kubectl("delete", "namespace", ns, "--wait=false", check=False)
