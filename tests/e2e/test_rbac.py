@@ -410,9 +410,15 @@ def test_manifests_build_and_pass_server_side_dry_run(control_plane: ControlPlan
     assert (NAMESPACED / "controller.yaml").read_text() == CLUSTER_WIDE.read_text(), (
         "manifests/rbac/namespaced/controller.yaml differs from manifests/rbac/controller.yaml: copy it over"
     )
-    # `kubectl apply -f manifests/rbac/` (make deploy) applies controller.yaml and nothing of the overlay.
+    # `kubectl apply -f manifests/rbac/` (make deploy) applies the files of that folder (controller.yaml,
+    # operator.yaml) and nothing of the overlay below it.
     listed = control_plane.kubectl("apply", "--dry-run=client", "-o", "name", "-f", str(RBAC_DIR)).stdout.split()
-    expected = [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in load(CLUSTER_WIDE.read_text())]
+    expected = [
+        f"{d['kind'].lower()}/{d['metadata']['name']}"
+        for manifest in sorted(RBAC_DIR.glob("*.yaml"))
+        for d in load(manifest.read_text())
+    ]
+    assert "rolebinding/multinic-controller-secrets-events" not in expected, "no object of the overlay"
     kinds_and_names = (line.split("/", 1) for line in listed)  # "clusterrole.rbac.authorization.k8s.io/NAME"
     assert sorted(f"{kind.split('.')[0]}/{name}" for kind, name in kinds_and_names) == sorted(expected)
 
