@@ -133,3 +133,63 @@ def test_configuration_points_at_the_service_or_the_url() -> None:
     assert config["webhooks"][0]["clientConfig"]["url"] == "https://127.0.0.1:18443/validate"
     assert config["webhooks"][1]["namespaceSelector"]["matchExpressions"][0]["values"] == ["t"]
     assert local.tls_identity.ip_addresses == ("127.0.0.1",)
+
+
+class _RecordingApi:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def delete(self, _resource: Any, name: str, *_args: Any, **_kw: Any) -> dict[str, Any]:
+        self.deleted.append(name)
+        return {}
+
+
+def _with_api(objs: list[dict[str, Any]], api: Any) -> ProtectionRuntime:
+    runtime = _runtime(objs)
+    runtime.kube = api
+    return runtime
+
+
+async def test_the_last_installation_takes_the_configuration_with_it() -> None:
+    api = _RecordingApi()
+    leaving = _mno("a", "one", "2026-01-01T00:00:00Z", deleting=True)
+    staying = _mno("b", "two", "2026-01-01T00:00:00Z")
+    await _with_api([leaving, staying], api).uninstalling("a", "one")
+    assert api.deleted == []  # another installation still needs it
+    await _with_api([leaving], api).uninstalling("a", "one")
+    assert api.deleted == ["vprotection.multinic.example.com"]
+    # a finalizer run while the object is not yet marked deleted in the cache still counts it as leaving
+    await _with_api([_mno("a", "one", "2026-01-01T00:00:00Z")], api).uninstalling("a", "one")
+    assert api.deleted == ["vprotection.multinic.example.com"] * 2
+
+
+def test_denials_become_events_on_the_installation() -> None:
+    from multinic_ctrl.operator.admission import Decision, Request
+
+    warnings: list[tuple[str, str, str]] = []
+
+    class Events:
+        def warning(self, obj: dict[str, Any], reason: str, message: str) -> None:
+            warnings.append((obj["metadata"]["name"], reason, message))
+
+    mno = _mno("a", "one", "2026-01-01T00:00:00Z")
+    events: Any = Events()
+    runtime = ProtectionRuntime(
+        Any,  # type: ignore[arg-type]
+        OperatorSettings(webhook_enabled=True),
+        OperatorIdentity(SA, "multinic-system"),
+        operators=lambda: [mno],
+        operator=lambda key: mno if key == "a/one" else None,
+        events=events,
+    )
+    request = Request("u", "UPDATE", "jane", (), "deployments", "", "Deployment", "a", "multinic-controller", False, "")
+    runtime._on_denial(Decision(False, "denied", request, "change spec.controller there", ("a", "one")))
+    dry = Request("u", "UPDATE", "jane", (), "deployments", "", "Deployment", "a", "multinic-controller", True, "")
+    runtime._on_denial(Decision(False, "denied", dry, "change spec.controller there", ("a", "one")))
+    assert warnings == [
+        (
+            "one",
+            "MutationPrevented",
+            "denied update of deployments a/multinic-controller by jane: change spec.controller there",
+        )
+    ]
