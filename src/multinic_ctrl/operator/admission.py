@@ -12,12 +12,17 @@ Invariants (the reason the webhook can be `failurePolicy: Fail` without locking 
   cannot dress an object of their own up as a managed one); objects labelled on neither side always pass;
 * **only mutations are judged** - CREATE, UPDATE and DELETE; anything else (CONNECT, and the read verbs, which never
   reach a validating webhook) passes; `protection.allowedOperations` verbs pass (UPDATE is `patch` when the
-  request's options are PatchOptions, else `update`; DELETE is `delete`: admission cannot tell a
+  request's options are PatchOptions, else `update` - but the apiserver admits a PATCH as an UPDATE with
+  UpdateOptions, so `patch` and `update` each allow every UPDATE; DELETE is `delete`: admission cannot tell a
   `deletecollection` from a `delete`); `enableMutationPrevention: false` turns protection off for an installation;
 * **Kubernetes' own bookkeeping passes** - status-only updates (the `status` subresource, or an UPDATE that
-  changes nothing but `status`, annotations and server-managed metadata) by Kubernetes controllers
-  (`system:serviceaccount:kube-system:*`, `system:kube-controller-manager`, `system:kube-scheduler`,
-  `system:node:*`);
+  changes nothing but `status`, annotations, finalizers, owner references and server-managed metadata) by
+  Kubernetes controllers (`system:serviceaccount:kube-system:*`, `system:kube-controller-manager`,
+  `system:kube-scheduler`, `system:node:*`); and the work those controllers do for the objects the operator
+  manages, which would otherwise break the installation: the StatefulSet controller creating the volume claims
+  of its templates, the volume binder binding a claim (`spec.volumeName`), the claim-protection controller
+  removing its finalizer (PVC and namespace deletion must never hang), an autoscaler scaling through `/scale`
+  (`replicasManagedExternally`). Users cannot act as these identities; the operator repairs drift anyway;
 * **`deployments/scale` and `statefulsets/scale` are covered** - `kubectl scale` would otherwise bypass
   `spec.controller.replicas`. A Scale object carries no labels (the apiserver copies only name, namespace, uid and
   resourceVersion into it), so the label cannot decide: a scale request is protected when it targets the managed
@@ -58,8 +63,21 @@ _KUBE_CONTROLLER_PREFIXES = ("system:serviceaccount:kube-system:", "system:node:
 _KUBE_CONTROLLER_USERS = frozenset({"system:kube-controller-manager", "system:kube-scheduler"})
 # metadata the apiserver or controllers maintain; a change to nothing else is bookkeeping
 _BOOKKEEPING_METADATA = frozenset(
-    {"annotations", "managedFields", "resourceVersion", "generation", "uid", "creationTimestamp", "selfLink"}
+    {
+        "annotations",
+        "managedFields",
+        "resourceVersion",
+        "generation",
+        "uid",
+        "creationTimestamp",
+        "selfLink",
+        "finalizers",
+        "ownerReferences",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    }
 )
+_UPDATE_VERBS = frozenset({"update", "patch"})
 
 
 def service_account_user(namespace: str, name: str) -> str:
@@ -202,11 +220,18 @@ def _kube_controller(username: str) -> bool:
     return username in _KUBE_CONTROLLER_USERS or username.startswith(_KUBE_CONTROLLER_PREFIXES)
 
 
-def _bookkeeping_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """True when only `status`, annotations or server-managed metadata differ."""
+def _bookkeeping_only(old: Mapping[str, Any], new: Mapping[str, Any], resource: str = "") -> bool:
+    """True when only `status`, annotations or server-managed metadata differ (and, for a volume claim, the
+    binding the volume binder writes into `spec.volumeName`)."""
     if not old or not new:
         return False
     keys = (set(old) | set(new)) - {"status", "metadata"}
+    if resource == "persistentvolumeclaims":
+        keys -= {"spec"}
+        old_spec, new_spec = _mapping(old.get("spec")), _mapping(new.get("spec"))
+        spec_keys = (set(old_spec) | set(new_spec)) - {"volumeName"}
+        if any(old_spec.get(k) != new_spec.get(k) for k in spec_keys):
+            return False
     if any(old.get(k) != new.get(k) for k in keys):
         return False
     old_meta, new_meta = _mapping(old.get("metadata")), _mapping(new.get("metadata"))
@@ -281,6 +306,15 @@ def field_for(request: Request, old: Mapping[str, Any], new: Mapping[str, Any]) 
     return "spec"
 
 
+def _controller_work(request: Request, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """What a Kubernetes controller may do to a protected object (see the module docstring)."""
+    if request.sub_resource in ("status", "scale"):
+        return True
+    if request.operation == "CREATE" and request.resource == "persistentvolumeclaims":
+        return True  # the StatefulSet controller, from volumeClaimTemplates
+    return request.operation == "UPDATE" and _bookkeeping_only(old, new, request.resource)
+
+
 def _installation(
     request: Request, old: Mapping[str, Any], new: Mapping[str, Any], policy: Policy
 ) -> tuple[tuple[str, str] | None, ProtectionSpec]:
@@ -325,9 +359,10 @@ def decide(request: Request, obj: Mapping[str, Any], old: Mapping[str, Any], pol
     installation, protection = _installation(request, old, obj, policy)
     if not protection.enable_mutation_prevention:
         return Decision(True, "protection-disabled", request, installation=installation)
-    if request.verb in protection.allowed_operations:
+    allowed = set(protection.allowed_operations)
+    if request.verb in allowed or (request.operation == "UPDATE" and allowed & _UPDATE_VERBS):
         return Decision(True, "allowed-operation", request, installation=installation)
-    if _kube_controller(user) and (request.sub_resource == "status" or _bookkeeping_only(old, obj)):
+    if _kube_controller(user) and _controller_work(request, old, obj):
         return Decision(True, "status", request, installation=installation)
     label_removed = request.operation == "UPDATE" and _labelled(old) and not _labelled(obj) and not scale
     path = field_for(request, old, obj)

@@ -220,7 +220,9 @@ def test_decision_table(review_: dict[str, Any], allowed: bool, reason: str) -> 
     [
         (("get", "list", "watch"), review("UPDATE", deployment(3), deployment(2), options="PatchOptions"), False),
         (("patch",), review("UPDATE", deployment(3), deployment(2), options="PatchOptions"), True),
-        (("patch",), review("UPDATE", deployment(3), deployment(2), options="UpdateOptions"), False),
+        # The apiserver admits `kubectl patch` as an UPDATE with UpdateOptions: `patch` must allow it.
+        (("patch",), review("UPDATE", deployment(3), deployment(2), options="UpdateOptions"), True),
+        (("update",), review("UPDATE", deployment(3), deployment(2), options="PatchOptions"), True),
         (("update",), review("UPDATE", deployment(3), deployment(2), options="UpdateOptions"), True),
         (("delete",), review("DELETE", None, deployment()), True),
         (("deletecollection",), review("DELETE", None, deployment()), False),
@@ -351,3 +353,117 @@ def test_error_response_fails_closed() -> None:
         "allowed": False,
         "status": {"code": 500, "reason": "InternalError", "message": "internal error"},
     }
+
+
+def claim(volume: str = "", finalizers: tuple[str, ...] = ("kubernetes.io/pvc-protection",)) -> dict[str, Any]:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}
+    if volume:
+        spec["volumeName"] = volume
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": "data-multinic-mariadb-0",
+            "namespace": NS,
+            "labels": dict(PROTECTED),
+            "finalizers": list(finalizers),
+        },
+        "spec": spec,
+    }
+
+
+KUBE = "system:serviceaccount:kube-system:"
+
+
+@pytest.mark.parametrize(
+    ("case", "review_", "allowed"),
+    [
+        (
+            "statefulset controller creates a claim from its templates",
+            review(
+                "CREATE",
+                claim(),
+                user=KUBE + "statefulset-controller",
+                resource="persistentvolumeclaims",
+                name="data-multinic-mariadb-0",
+            ),
+            True,
+        ),
+        (
+            "a user creates a labelled claim",
+            review("CREATE", claim(), resource="persistentvolumeclaims", name="data-multinic-mariadb-0"),
+            False,
+        ),
+        (
+            "the volume binder binds the claim",
+            review(
+                "UPDATE",
+                claim("pv-1"),
+                claim(),
+                user=KUBE + "persistent-volume-binder",
+                resource="persistentvolumeclaims",
+                name="data-multinic-mariadb-0",
+            ),
+            True,
+        ),
+        (
+            "the binder may not resize it",
+            review(
+                "UPDATE",
+                {**claim("pv-1"), "spec": {**claim("pv-1")["spec"], "resources": {"requests": {"storage": "1Gi"}}}},
+                claim(),
+                user=KUBE + "persistent-volume-binder",
+                resource="persistentvolumeclaims",
+                name="data-multinic-mariadb-0",
+            ),
+            False,
+        ),
+        (
+            "a user binds it",
+            review("UPDATE", claim("pv-1"), claim(), resource="persistentvolumeclaims", name="data-multinic-mariadb-0"),
+            False,
+        ),
+        (
+            "claim protection removes its finalizer",
+            review(
+                "UPDATE",
+                claim(finalizers=()),
+                claim(),
+                user=KUBE + "pvc-protection-controller",
+                resource="persistentvolumeclaims",
+                name="data-multinic-mariadb-0",
+            ),
+            True,
+        ),
+        (
+            "an autoscaler scales the controller",
+            review(
+                "UPDATE",
+                {"kind": "Scale", "spec": {"replicas": 5}},
+                {"kind": "Scale", "spec": {"replicas": 2}},
+                user=KUBE + "horizontal-pod-autoscaler",
+                sub="scale",
+            ),
+            True,
+        ),
+        (
+            "a user scales it",
+            review(
+                "UPDATE",
+                {"kind": "Scale", "spec": {"replicas": 5}},
+                {"kind": "Scale", "spec": {"replicas": 2}},
+                sub="scale",
+            ),
+            False,
+        ),
+        (
+            "a controller may not change the spec",
+            review("UPDATE", deployment(5), deployment(2), user=KUBE + "deployment-controller"),
+            False,
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_kubernetes_controllers_doing_their_work_pass(case: str, review_: dict[str, Any], allowed: bool) -> None:
+    decision, _ = evaluate(review_, POLICY)
+    assert decision.allowed is allowed, case
