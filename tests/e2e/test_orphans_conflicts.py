@@ -59,7 +59,8 @@ async def test_a_port_conflict_heals_when_the_owner_lets_go(env: Env) -> None:
     env.sim.request_log.clear()
     await env.patch("first", {"spec": {"vmNames": ["test-vm-3"]}})  # drops the VM: its port row goes
     await wait_for(lambda: _owner(env, "test-vm-1", "second"), "second took the port over", timeout=20)
-    status = await env.status("second")
+    # The rows are committed before the status is written: wait for the status to follow.
+    status = await env.wait_status("second", lambda s: "already managed" not in str(s.get("vms")), "conflict gone")
     (vm1,) = [vm for vm in status["vms"] if vm["name"] == "test-vm-1"]
     assert "ownedBy" not in vm1["interfaces"][0] and "conflict" not in vm1["interfaces"][0]
 

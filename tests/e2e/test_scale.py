@@ -15,7 +15,7 @@ def add_vms(env: Env, count: int) -> list[str]:
     for i in range(count):
         name = f"scale-node-{i:03d}"
         server = env.sim.state.add_server(name)
-        env.sim.state.add_port(subnet.id, f"192.168.{101 + i // 250}.{1 + i % 250}", device_id=server.id)
+        env.sim.state.add_port(subnet.id, f"192.168.100.{120 + i}", device_id=server.id)  # inside the /24
         names.append(name)
     return names
 

@@ -11,6 +11,7 @@ project's resources and anyone else their own plus networks shared with them (`s
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import secrets
 import uuid
@@ -238,6 +239,9 @@ class SimState:
         name: str = "",
     ) -> Port:
         subnet = self.subnets[subnet_id]
+        if ipaddress.ip_address(ip_address) not in ipaddress.ip_network(subnet.cidr):
+            # Neutron refuses it too ("IP address ... is not a valid IP for the specified subnet").
+            raise ValueError(f"{ip_address} is not in subnet {subnet.name} ({subnet.cidr})")
         server = self.servers.get(device_id)
         port = Port(
             id=id or _uuid(),
