@@ -73,7 +73,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     missing = [name for name in ("kubelet", "kube-proxy", "coredns") if not (assets / name).exists()]
     if missing:
         pytest.fail(
-            f"{assets} has no {', '.join(missing)}: run scripts/control-plane-assets --node (builds them)", pytrace=False
+            f"{assets} has no {', '.join(missing)}: run scripts/control-plane-assets --node (builds them)",
+            pytrace=False,
         )
     begin = time.monotonic()
     cp = ControlPlane(assets, kubelet_client=True, advertise_address=NODE_IP)
