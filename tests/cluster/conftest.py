@@ -1,6 +1,6 @@
 """The cluster tier: a real node (containerd + kubelet) joined to a real control plane, running our images.
 
-One session-scoped cluster for the whole tier (starting it takes ~15 s warm): etcd + kube-apiserver reachable
+One cluster for the whole tier (package-scoped; starting it takes ~10 s warm): etcd + kube-apiserver reachable
 from pods, kube-controller-manager + kube-scheduler (no kwok nodes), and :class:`tests.support.node.Node`
 (containerd, kubelet, kube-proxy, CoreDNS).
 Tests isolate themselves by namespace.  Missing prerequisites FAIL the tier (never skip), with the command
@@ -64,8 +64,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 _TIMINGS_KEY = pytest.StashKey[dict[str, float]]()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Package scope: the node goes away after the tier's last test, not at the end of `make test-all`."""
     try:
         assets = locate_assets()
     except ControlPlaneError as exc:
