@@ -100,12 +100,11 @@ install: ## install the CRDs into the cluster of the current kubeconfig
 uninstall: ## remove the CRDs (and with them every OpenstackConfig/MultiNicOperator)
 	kubectl delete --ignore-not-found -f manifests/crds/
 
-deploy: ## deploy CRDs, RBAC and the controller into multinic-system
-	@test -d manifests/controller || { echo "deploy: manifests/controller is not written yet (operator/deployment issue)"; exit 1; }
-	kubectl apply -f manifests/crds/ -f manifests/rbac/ -f manifests/controller/
+deploy: ## install the operator into multinic-system and wait until it is available (DEPLOY_FLAGS="--namespace NS --dry-run ...")
+	scripts/deploy-operator.sh --image $(IMAGE) $(DEPLOY_FLAGS)
 
-undeploy: ## remove what deploy created
-	kubectl delete --ignore-not-found -f manifests/controller/ -f manifests/rbac/
+undeploy: ## remove every MultiNicOperator, the operator and the CRDs; data kept (UNDEPLOY_FLAGS=--delete-data removes it)
+	scripts/cleanup-operator.sh $(UNDEPLOY_FLAGS)
 
 docker-build: ## build the container image $(IMAGE) with podman, buildah or docker (BASE_IMAGE=... without a registry)
 	@case "$(notdir $(CONTAINER_TOOL))" in \

@@ -125,7 +125,7 @@ if [[ "$DELETE_DATA" == true ]]; then
 else
   step "data kept (--delete-data removes it):"
   kept="$(k get persistentvolumeclaims,secrets -A -l "$DATA_LABEL" --no-headers -o custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null || true)"
-  if [[ -n "$kept" ]]; then printf '  %s\n' "$kept"; else say "no PVCs or Secrets labelled ${DATA_LABEL}"; fi
+  if [[ -n "$kept" ]]; then while IFS= read -r line; do printf '  %s\n' "$line"; done <<<"$kept"; else say "no PVCs or Secrets labelled ${DATA_LABEL}"; fi
   say "namespace ${NAMESPACE} kept"
 fi
 step "done"
