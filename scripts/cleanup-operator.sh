@@ -104,7 +104,9 @@ remove Deployment
 step "3/6 webhook configuration ${WEBHOOK_CONFIGURATION} (if the operator left one)"
 k delete validatingwebhookconfiguration "$WEBHOOK_CONFIGURATION" --ignore-not-found || die "$EXIT_FAILED" "deleting the webhook configuration failed"
 step "4/6 webhook Service, NetworkPolicies, the operator's TLS Secret and Lease"
-remove Service NetworkPolicy
+mapfile -t OTHER_KINDS < <(kinds_except Namespace CustomResourceDefinition ServiceAccount Role RoleBinding \
+  ClusterRole ClusterRoleBinding Deployment <<<"$MANIFEST")
+remove "${OTHER_KINDS[@]}"
 if k get namespace "$NAMESPACE" >/dev/null 2>&1; then
   k -n "$NAMESPACE" delete secret multinic-operator-webhook-tls --ignore-not-found || die "$EXIT_FAILED" "deleting the webhook TLS Secret failed"
   k -n "$NAMESPACE" delete lease multinic-operator --ignore-not-found 2>/dev/null || warn "could not delete Lease multinic-operator (harmless)"

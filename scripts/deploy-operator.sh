@@ -140,7 +140,10 @@ apply() {
   fi
 }
 
-NAMESPACED_KINDS=(ServiceAccount Role RoleBinding Service Deployment NetworkPolicy)
+# Step 4 applies every kind the earlier steps do not (Service, NetworkPolicy, Deployment, and whatever is added).
+mapfile -t WORKLOAD_KINDS < <(kinds_except Namespace CustomResourceDefinition ServiceAccount Role RoleBinding \
+  ClusterRole ClusterRoleBinding <<<"$MANIFEST")
+NAMESPACED_KINDS=(ServiceAccount Role RoleBinding "${WORKLOAD_KINDS[@]}")
 
 step "1/5 namespace ${NAMESPACE} (Pod Security restricted)"
 apply Namespace
@@ -166,7 +169,7 @@ else
   step "3/5 ServiceAccount and RBAC"
   apply ServiceAccount Role RoleBinding ClusterRole ClusterRoleBinding
   step "4/5 operator Deployment, webhook Service, NetworkPolicies"
-  apply Service NetworkPolicy Deployment
+  apply "${WORKLOAD_KINDS[@]}"
 fi
 
 if [[ "$DRY_RUN" == true ]]; then

@@ -112,3 +112,9 @@ pick() {
     /^kind: / { keep = index(kinds, " " $2 " ") > 0 }
     END { flush() }'
 }
+
+# kinds_except KIND... < manifests: the other kinds present, one per line (so that no kind added to
+# manifests/kustomization.yaml is left out by the scripts' steps).
+kinds_except() {
+  awk -v kinds=" $* " '/^kind: / && !index(kinds, " " $2 " ") && !seen[$2]++ { print $2 }'
+}
