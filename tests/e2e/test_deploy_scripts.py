@@ -301,3 +301,34 @@ def test_deploy_is_idempotent_and_cleanup_keeps_data(private_plane: ControlPlane
         assert out.returncode != 0 or out.stdout, what
     out = cp.kubectl("get", "namespace", ns, "-o", "jsonpath={.metadata.deletionTimestamp}", check=False)
     assert out.returncode != 0 or out.stdout
+
+
+def test_apply_k_then_the_scripts_in_the_default_namespace(private_plane: ControlPlane) -> None:
+    """`kubectl apply -k manifests/` installs as shipped; the script takes over idempotently; cleanup removes it."""
+    cp = private_plane
+    cp.kubectl("apply", "-k", str(ROOT / "manifests"))
+    for what in (
+        ["namespace", "multinic-system"],
+        ["clusterrole", "multinic-operator"],
+        ["clusterrolebinding", "multinic-operator"],
+        ["-n", "multinic-system", "deployment", "multinic-operator"],
+        ["crd", *CRDS],
+    ):
+        assert exists(cp, *what), what
+    done = run(DEPLOY, "--timeout", "2s", "--skip-image-check", cp=cp)
+    assert done.returncode == EXIT_TIMEOUT, done.stderr
+    assert not exists(cp, "clusterrole", "multinic-operator-multinic-system"), (
+        "the shipped names in the default namespace"
+    )
+    removed = run(CLEANUP, "--delete-data", "--timeout", "30s", cp=cp)
+    assert removed.returncode == 0, removed.stderr
+    for what in (
+        ["clusterrole", "multinic-operator"],
+        ["clusterrolebinding", "multinic-operator"],
+        ["-n", "multinic-system", "deployment", "multinic-operator"],
+        ["crd", CRDS[0]],
+        ["crd", CRDS[1]],
+    ):
+        assert not exists(cp, *what), what
+    out = cp.kubectl("get", "namespace", "multinic-system", "-o", "jsonpath={.metadata.deletionTimestamp}", check=False)
+    assert out.returncode != 0 or out.stdout, "the namespace goes with --delete-data"
