@@ -346,13 +346,7 @@ class ControllerService:
                 sup.spawn("leader-election", self.elector.run(self._lead, on_stopped_leading=self._end_term))
             else:
                 sup.spawn("workers", controller.run_workers())
-            stopper = asyncio.ensure_future(stop.wait())
-            failed = asyncio.ensure_future(sup.wait_failed())
-            done, _ = await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            failed.cancel()
-            if failed in done and not failed.cancelled():
-                raise RuntimeError(f"supervised task(s) died: {', '.join(failed.result())}")
+            await sup.run_until(stop)
         finally:
             log.info("Controller stopping: finishing in-flight reconciles")
             # In-flight reconciles finish and no new ones start; the leader task then returns and releases its

@@ -78,6 +78,18 @@ class Supervisor:
         await self._failed_event.wait()
         return self.failed_tasks()
 
+    async def run_until(self, stop: asyncio.Event) -> None:
+        """Block until `stop` is set (returns) or a critical task dies (raises `RuntimeError` naming it)."""
+        stopper = asyncio.ensure_future(stop.wait())
+        failed = asyncio.ensure_future(self.wait_failed())
+        try:
+            done, _ = await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            failed.cancel()
+        if failed in done and not failed.cancelled():
+            raise RuntimeError(f"supervised task(s) died: {', '.join(failed.result())}")
+
     async def shutdown(self, deadline: float = 10.0, *, drain: Callable[[], Awaitable[Any]] | None = None) -> bool:
         """Optionally drain, then cancel every task and wait; True if all ended within `deadline` s.
 

@@ -285,13 +285,7 @@ class OperatorService:
                 sup.spawn("leader-election", self.elector.run(controller.run_workers))
             else:
                 sup.spawn("workers", controller.run_workers())
-            stopper = asyncio.ensure_future(stop.wait())
-            failed = asyncio.ensure_future(sup.wait_failed())
-            done, _ = await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
-            stopper.cancel()
-            failed.cancel()
-            if failed in done and not failed.cancelled():
-                raise RuntimeError(f"supervised task(s) died: {', '.join(failed.result())}")
+            await sup.run_until(stop)
         finally:
             log.info("Operator stopping: finishing in-flight reconciles")
 

@@ -164,3 +164,21 @@ async def test_expected_errors_are_warnings_without_a_traceback() -> None:
     failed = {e["key"]: e for e in logs if e["event"] == "Reconcile failed; will retry."}
     assert failed["outage"]["log_level"] == "warning" and "exc_info" not in failed["outage"]
     assert failed["bug"]["log_level"] == "error" and isinstance(failed["bug"]["exc_info"], ValueError)
+
+
+async def test_run_until_returns_on_stop_and_raises_when_a_task_dies() -> None:
+    sup = Supervisor("t-until")
+    stop = asyncio.Event()
+    sup.spawn("sleeper", asyncio.sleep(3600))
+    waiter = asyncio.create_task(sup.run_until(stop))
+    await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(waiter, 1)
+
+    async def dies() -> None:
+        raise ValueError("boom")
+
+    sup.spawn("dies", dies())
+    with pytest.raises(RuntimeError, match="dies"):
+        await asyncio.wait_for(sup.run_until(asyncio.Event()), 1)
+    await sup.shutdown(1)
