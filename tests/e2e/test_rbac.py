@@ -410,8 +410,8 @@ def test_manifests_build_and_pass_server_side_dry_run(control_plane: ControlPlan
     assert (NAMESPACED / "controller.yaml").read_text() == CLUSTER_WIDE.read_text(), (
         "manifests/rbac/namespaced/controller.yaml differs from manifests/rbac/controller.yaml: copy it over"
     )
-    # `kubectl apply -f manifests/rbac/` (make deploy) applies the files of that folder (controller.yaml,
-    # operator.yaml) and nothing of the overlay below it.
+    # `kubectl apply -f manifests/rbac/` (the documented way to grant the controller by hand) applies the files
+    # of that folder (controller.yaml, operator.yaml) and nothing of the overlay below it.
     listed = control_plane.kubectl("apply", "--dry-run=client", "-o", "name", "-f", str(RBAC_DIR)).stdout.split()
     expected = [
         f"{d['kind'].lower()}/{d['metadata']['name']}"
