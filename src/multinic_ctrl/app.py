@@ -55,22 +55,31 @@ class Service(Protocol):
 
 
 async def run_service(settings: Settings, make: Callable[[Settings, Database], Service], *, component: str) -> int:
-    """Run a service next to the probe server until a stop signal, then shut down gracefully."""
-    stop = asyncio.Event()
-    install_stop_signals(stop)
+    """Run a database-backed service next to the probe server until a stop signal, then shut down gracefully."""
     database = Database(settings.database)
     server = ProbeServer(settings.probe_address, settings.probe_port)
     server.add_readiness_check("database", database.ping)
     service = make(settings, database)
+    try:
+        return await _serve(
+            service,
+            server,
+            component=component,
+            database=database.address,
+            database_name=database.name,
+            namespaces=list(settings.namespaces) or "all",
+        )
+    finally:
+        await database.close()
+
+
+async def _serve(service: Service, server: ProbeServer, *, component: str, **startup: object) -> int:
+    """The process lifecycle every command shares: signals, probes, the service until stopped or failed, then a
+    graceful shutdown bounded by `SHUTDOWN_GRACE_SECONDS`; returns the exit code."""
+    stop = asyncio.Event()
+    install_stop_signals(stop)
     service.install(server)
-    log.info(
-        "Starting",
-        component=component,
-        version=__version__,
-        database=database.address,
-        database_name=database.name,
-        namespaces=list(settings.namespaces) or "all",
-    )
+    log.info("Starting", component=component, version=__version__, **startup)
     await server.start()
     main: asyncio.Task[None] = asyncio.ensure_future(service.run(stop))
     stopper = asyncio.ensure_future(stop.wait())
@@ -99,7 +108,6 @@ async def run_service(settings: Settings, make: Callable[[Settings, Database], S
             main.cancel()
         await asyncio.gather(main, stopper, return_exceptions=True)
         await server.stop()
-        await database.close()
         log.info("Stopped", component=component, exit_code=exit_code)
     return exit_code
 
@@ -132,43 +140,10 @@ async def run_operator(settings: Settings) -> int:
     """`multinic-ctrl operator`: like `run_service`, but without a database (the operator never connects to one)."""
     from multinic_ctrl.operator.service import OperatorService
 
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    server = ProbeServer(settings.probe_address, settings.probe_port)
-    service = OperatorService(settings)
-    service.install(server)
-    log.info(
-        "Starting",
+    return await _serve(
+        OperatorService(settings),
+        ProbeServer(settings.probe_address, settings.probe_port),
         component="operator",
-        version=__version__,
         namespaces=list(settings.operator.namespaces) or "all",
         leader_elect=settings.operator.leader_elect,
     )
-    await server.start()
-    main: asyncio.Task[None] = asyncio.ensure_future(service.run(stop))
-    stopper = asyncio.ensure_future(stop.wait())
-    exit_code = 0
-    try:
-        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if main in done and not stop.is_set():
-            exc = main.exception()
-            if exc is not None:
-                log.error("Component failed; exiting", component="operator", error=str(exc), exc_info=exc)
-                exit_code = 1
-        else:
-            try:
-                await asyncio.wait_for(asyncio.shield(main), SHUTDOWN_GRACE_SECONDS)
-            except TimeoutError:
-                log.warning("Graceful shutdown deadline passed; cancelling", component="operator")
-                main.cancel()
-            except Exception as exc:
-                log.error("Component failed during shutdown", component="operator", error=str(exc))
-                exit_code = 1
-    finally:
-        stopper.cancel()
-        if not main.done():
-            main.cancel()
-        await asyncio.gather(main, stopper, return_exceptions=True)
-        await server.stop()
-        log.info("Stopped", component="operator", exit_code=exit_code)
-    return exit_code
