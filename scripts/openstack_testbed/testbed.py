@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +68,33 @@ ETC = STATE / "etc"
 
 def log(msg: str) -> None:
     print(f"[openstack-testbed {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def heartbeat(label: str, usual: str, logfile: Path | None = None, every: float = 15.0):
+    """Say every `every` seconds that a long step still moves: elapsed time, how long it usually takes and
+    the last line of its log. A first run builds a venv of ~150 packages and migrates seven schemas;
+    without this it sits silent for minutes and looks hung."""
+    stop = threading.Event()
+    start = time.time()
+    log(f"{label}: usually {usual}" + (f" (log: {logfile})" if logfile else ""))
+
+    def beat() -> None:
+        while not stop.wait(every):
+            last = ""
+            if logfile is not None:
+                with contextlib.suppress(OSError):
+                    lines = [ln for ln in logfile.read_text(errors="replace").splitlines() if ln.strip()]
+                    last = lines[-1].strip()[:100] if lines else ""
+            log(f"  ... {label}: {time.time() - start:.0f}s (usually {usual})" + (f" | {last}" if last else ""))
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{label}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def die(msg: str) -> None:
@@ -136,9 +164,10 @@ def ensure_venv() -> None:
         shutil.rmtree(VENV)
     run([find_python(), "-m", "venv", VENV], logname="venv")
     pip = [vbin("python"), "-m", "pip", "--disable-pip-version-check"]
-    run(["nice", "-n", "19", *pip, "install", "-q", "-U", "pip", "setuptools", "wheel"], logname="venv")
     reqs = [line.strip() for line in REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    run(["nice", "-n", "19", *pip, "install", "-c", CONSTRAINTS, *reqs], logname="venv")
+    with heartbeat("installing OpenStack from PyPI", "1.5 min with a warm pip cache, 4-8 min cold", LOGS / "venv.log"):
+        run(["nice", "-n", "19", *pip, "install", "-q", "-U", "pip", "setuptools", "wheel"], logname="venv")
+        run(["nice", "-n", "19", *pip, "install", "-c", CONSTRAINTS, *reqs], logname="venv")
     # Build the driver from a copy: pip leaves build/ and egg-info behind.
     tmp = Path(tempfile.mkdtemp(prefix="multinic-ml2-"))
     try:
@@ -259,11 +288,16 @@ def port_open(port: int) -> bool:
 
 
 def wait_for(desc: str, pred, timeout: float = 120.0, proc: str | None = None, interval: float = 0.5) -> None:
-    deadline = time.time() + timeout
+    start = time.time()
+    deadline = start + timeout
+    next_note = start + 15
     while time.time() < deadline:
         with contextlib.suppress(Exception):  # keep polling
             if pred():
                 return
+        if time.time() >= next_note:
+            log(f"  ... still waiting for {desc}: {time.time() - start:.0f}s of at most {timeout:.0f}s")
+            next_note += 15
         if proc and not read_pid(proc):
             die(f"{proc} exited while waiting for {desc}; see {LOGS / (proc + '.out')} and {LOGS}/")
         time.sleep(interval)
@@ -672,14 +706,15 @@ def uwsgi(name: str, module: str, port: int, env: dict) -> None:
     )
 
 
-def once(marker_name: str, fn) -> None:
+def once(marker_name: str, fn, logname: str) -> None:
     """Run a setup step once per venv build: a rebuilt venv (new releases) re-runs the
     schema syncs, which are upgrades and idempotent."""
     marker = STATE / "markers" / marker_name
     want = venv_hash()
     if marker.exists() and marker.read_text().strip() == want:
         return
-    fn()
+    with heartbeat(f"first-time setup {marker_name}", "10-90 s", LOGS / f"{logname}.log"):
+        fn()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(want + "\n")
 
@@ -721,7 +756,7 @@ def keystone_setup() -> None:
             logname="keystone-manage",
         )
 
-    once("keystone-db", sync)
+    once("keystone-db", sync, "keystone-manage")
 
 
 # ------------------------------------------------------- keystone API ---
@@ -877,8 +912,8 @@ def cmd_up() -> None:
             logname="neutron-db-manage",
         )
 
-    once("placement-db", placement_sync)
-    once("neutron-db", neutron_sync)
+    once("placement-db", placement_sync, "placement-manage")
+    once("neutron-db", neutron_sync, "neutron-db-manage")
     wait_for("keystone", lambda: http_up(PORTS["keystone"], "/v3"), 120, proc="keystone")
     ks = Keystone()
     ks.login()
@@ -908,7 +943,7 @@ def cmd_up() -> None:
         ],
     )
 
-    once("glance-db", glance_sync)
+    once("glance-db", glance_sync, "glance-manage")
     uwsgi("glance", "glance.wsgi.api", PORTS["glance"], {"OS_GLANCE_CONFIG_DIR": str(ETC / "glance")})
 
     def nova_sync():
@@ -921,7 +956,7 @@ def cmd_up() -> None:
             run([*nm, "cell_v2", "create_cell", "--name", "cell1", "--verbose"], logname="nova-manage")
         run([*nm, "db", "sync"], logname="nova-manage")
 
-    once("nova-db", nova_sync)
+    once("nova-db", nova_sync, "nova-manage")
 
     nova_env = {"OS_NOVA_CONFIG_DIR": str(ETC / "nova"), "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova-api.conf"}
     nova_conf("api")
