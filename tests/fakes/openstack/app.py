@@ -271,9 +271,42 @@ async def identity_version(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------------------------------------- nova
-def _nova_regex(pattern: str) -> re.Pattern[str]:
+def _nova_escaped(pattern: str) -> str:
     # nova.db.utils._safe_regex_mysql: on MySQL every '|' is escaped before REGEXP, so no alternation.
-    return re.compile(pattern.replace("|", "\\|"), re.IGNORECASE)
+    return pattern.replace("|", "\\|")
+
+
+def _nova_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(_nova_escaped(pattern), re.IGNORECASE)
+
+
+_REGEX_SPECIAL = frozenset(".^$*+?()[]{}\\|")
+_OPTIONAL_AFTER = frozenset("*?{")
+
+
+def _literal_prefix(pattern: str) -> str:
+    """The literal text every match of `pattern` (searched, as Nova does) starts with; "" when not anchored
+    with `^` or when nothing literal follows. Stops at the first special character, and leaves out a literal
+    that a quantifier after it makes optional. Only narrows the servers looked at (see `SimState`)."""
+    if not pattern.startswith("^"):
+        return ""
+    literal: list[str] = []
+    at = 1
+    while at < len(pattern):
+        char = pattern[at]
+        if char == "\\":
+            if at + 1 >= len(pattern) or pattern[at + 1].isalnum() or not pattern[at + 1].isascii():
+                break  # a class (\d, \w ...) or an escape we do not model
+            char, step = pattern[at + 1], 2
+        elif char in _REGEX_SPECIAL:
+            break
+        else:
+            step = 1
+        if pattern[at + step : at + step + 1] in _OPTIONAL_AFTER:
+            break
+        literal.append(char)
+        at += step
+    return "".join(literal)
 
 
 MICROVERSION = re.compile(r"^([1-9]\d*)\.(0|[1-9]\d*)$")
@@ -398,8 +431,11 @@ async def list_servers(request: web.Request) -> web.Response:
     q = request.query
     token = request[TOKEN]
     project_id = token.project.id if token.project else ""
+    # A name filter with a literal anchored prefix (what the controller sends) needs only the servers named so.
+    prefix = _literal_prefix(_nova_escaped(q["name"])) if "name" in q else ""
+    candidates = state.servers_with_prefix(prefix) if prefix else None
     mine = sorted(
-        (s for s in state.servers.values() if s.project_id == project_id),
+        (s for s in (state.servers.values() if candidates is None else candidates) if s.project_id == project_id),
         key=lambda s: (s.created, s.id),
         reverse=True,
     )
@@ -620,7 +656,10 @@ async def list_subnets(request: web.Request) -> web.Response:
 async def list_ports(request: web.Request) -> web.Response:
     state = request.app[STATE]
     admin, project_id = _scope(request)
-    items = [_port_view(p, state) for p in state.ports.values() if admin or p.project_id == project_id]
+    # A device filter (what the controller sends) needs only those devices' ports; `_neutron_list` filters them.
+    devices = request.query.getall("device_id", [])
+    candidates = state.ports_of_devices(devices) if devices else state.ports.values()
+    items = [_port_view(p, state) for p in candidates if admin or p.project_id == project_id]
     return _neutron_list(request, "ports", items, "network.ports", PORT_FILTERS)
 
 

@@ -7,17 +7,83 @@ Ownership: every network, subnet, server and port belongs to a project (`project
 project added, the seed's default scope). Nova lists the token's project only; Neutron shows an admin every
 project's resources and anyone else their own plus networks shared with them (`shared_with`: project IDs,
 `*` for every project - Neutron's `shared=True`), like its RBAC `access_as_shared`.
+
+Indexes (servers by name, ports by device): benchmarks run the simulator in their own process with 10,000
+servers and ports, and a listing that looks at every one of them makes the benchmark measure the simulator
+rather than the controller. The indexes only narrow down the candidates the handlers then filter exactly as
+before, so answers do not change. Tests may mutate state any way they like (methods, dict assignment, plain
+attribute writes): every change to what an index is built from (the `servers`/`ports` mappings, a server's
+`name`, a port's `device_id`) bumps a counter, and a stale index is rebuilt on its next use.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import itertools
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+V = TypeVar("V")
+
+_version = [0]
+"""Changes to indexed inputs so far (process-wide: one state's change only costs another a rebuild)."""
+
+
+def _changed() -> None:
+    _version[0] += 1
+
+
+class _Tracked(dict[str, V]):
+    """The `servers`/`ports` mapping: any insertion or removal marks the indexes stale."""
+
+    def __setitem__(self, key: str, value: V) -> None:
+        _changed()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        _changed()
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> _Tracked[V]:
+        _changed()
+        super().update(other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        _changed()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, V]:
+        _changed()
+        return super().popitem()
+
+    def clear(self) -> None:
+        _changed()
+        super().clear()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        _changed()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        _changed()
+        return super().setdefault(key, default)
+
+
+class _Indexed:
+    """Marks the indexes stale when one of `_INDEXED` is assigned (dataclass `__init__` included)."""
+
+    _INDEXED: frozenset[str] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._INDEXED:
+            _changed()
+        object.__setattr__(self, name, value)
 
 
 def _uuid() -> str:
@@ -75,7 +141,9 @@ class Subnet:
 
 
 @dataclass
-class Server:
+class Server(_Indexed):
+    _INDEXED = frozenset({"name"})
+
     id: str
     name: str
     status: str = "ACTIVE"
@@ -91,7 +159,9 @@ class FixedIP:
 
 
 @dataclass
-class Port:
+class Port(_Indexed):
+    _INDEXED = frozenset({"device_id"})
+
     id: str
     network_id: str
     mac_address: str
@@ -115,10 +185,48 @@ class SimState:
         self.tokens: dict[str, Token] = {}
         self.networks: dict[str, Network] = {}
         self.subnets: dict[str, Subnet] = {}
-        self.servers: dict[str, Server] = {}
-        self.ports: dict[str, Port] = {}
+        self.servers: dict[str, Server] = _Tracked()
+        self.ports: dict[str, Port] = _Tracked()
         self._created = itertools.count(1)
         self._macs = itertools.count(0x100000)
+        self._indexed_at = -1  # `_version` the indexes below were built at
+        self._names: list[str] = []  # lower-cased server names, sorted
+        self._named: list[Server] = []  # the servers, in `_names` order
+        self._ascii_names = True
+        self._by_device: dict[str, list[Port]] = {}
+
+    # -- indexes (candidates only: handlers still apply every filter) --------------------------------------
+    def _fresh_indexes(self) -> None:
+        if self._indexed_at == _version[0]:
+            return
+        entries = sorted((s.name.lower(), n, s) for n, s in enumerate(self.servers.values()))
+        self._names = [name for name, _, _ in entries]
+        self._named = [server for _, _, server in entries]
+        self._ascii_names = all(s.name.isascii() for s in self._named)
+        self._by_device = {}
+        for port in self.ports.values():
+            self._by_device.setdefault(port.device_id, []).append(port)
+        self._indexed_at = _version[0]
+
+    def servers_with_prefix(self, prefix: str) -> list[Server] | None:
+        """Servers (any project) whose name starts with the ASCII `prefix`, ignoring ASCII case: a superset of
+        what an anchored case-insensitive pattern with that literal prefix matches. None when some name is not
+        ASCII (Unicode case-insensitive matching has cases `lower()` does not reproduce): scan everything."""
+        self._fresh_indexes()
+        if not self._ascii_names or not prefix.isascii():
+            return None
+        key = prefix.lower()
+        found = []
+        for position in range(bisect.bisect_left(self._names, key), len(self._names)):
+            if not self._names[position].startswith(key):
+                break
+            found.append(self._named[position])
+        return found
+
+    def ports_of_devices(self, device_ids: Iterable[str]) -> list[Port]:
+        """Ports (any project) whose `device_id` is one of `device_ids`."""
+        self._fresh_indexes()
+        return [port for device in dict.fromkeys(device_ids) for port in self._by_device.get(device, ())]
 
     # -- identity -----------------------------------------------------------------------------------------
     @property
