@@ -21,6 +21,15 @@ _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
 _WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`): a module's tests stay together on one worker, in order (module
+    fixtures such as one install shared by ordered tests), and the cluster tier stays on one worker because it
+    has one real node (its harness serialises nodes with a host lock anyway)."""
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("cluster" if path.startswith("tests/cluster/") else path))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Attach component log tails (apiserver, etcd; controllers and kwok on the workload plane) to failures."""
