@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import aiohttp
 import structlog
@@ -13,7 +11,7 @@ import structlog
 from .auth import DEFAULT_REFRESH_MARGIN, TokenManager
 from .credentials import Credentials
 from .endpoints import normalize_identity_url, resolve_endpoints
-from .errors import AuthenticationError, OpenStackError, OpenStackRequestError, PermissionDenied, ResourceNotFound
+from .errors import AuthenticationError, OpenStackRequestError, PermissionDenied, ResourceNotFound
 from .http import HttpSettings, HttpTransport, Params, Response, raise_for_status
 from .microversion import (
     VERSION_CACHE_TTL,
@@ -25,8 +23,10 @@ from .microversion import (
 )
 from .models import Observation
 from .names import DEFAULT_MAX_QUERIES
-from .observe import observe as _observe
+from .observe import BatchObservation, ObserveRequest
+from .observe import observe_batch as _observe_batch
 from .policy import EndpointNotAllowed, EndpointPolicy
+from .tasks import first_error
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,16 @@ class OpenStackClient:
         return self._tokens
 
     async def observe(self, creds: Credentials, vm_names: Sequence[str], subnet_name: str) -> Observation:
+        """One config's observation (a batch of one: the same calls as ever)."""
+        request = ObserveRequest(tuple(vm_names), subnet_name)
+        batch = await self.observe_batch(creds, [request])
+        return batch.slice(request.vm_names, request.subnet_name)
+
+    async def observe_batch(self, creds: Credentials, requests: Sequence[ObserveRequest]) -> BatchObservation:
+        """Observe several configs of one identity at once; each takes its slice (`BatchObservation.slice`).
+
+        Raises what fails them all (policy, authentication, outages); per-config errors stay in the slices.
+        """
         identity = normalize_identity_url(creds.auth_url)
         # Before any request: the allow-list decides where this config's credentials may go at all.
         self.policy.check(identity, "spec.credentials.authURL")
@@ -100,30 +110,28 @@ class OpenStackClient:
             return await self._microversions.get(version_url, lambda url: self._version_range(creds, url))
 
         try:
-            result = await _observe(
+            result = await _observe_batch(
                 get,
                 compute_url=endpoints.compute,
                 network_url=endpoints.network,
-                vm_names=vm_names,
-                subnet_name=subnet_name,
+                requests=requests,
                 project_id=token.project_id,
                 microversion=microversion,
                 page_size=self._page_size,
                 max_server_queries=self._max_server_queries,
             )
         except BaseExceptionGroup as group:
-            raise _first_openstack_error(group) from None
+            raise first_error(group) from None
         plaintext = self.policy.plaintext((identity, endpoints.network, endpoints.compute))
         if plaintext:
             result = dataclasses.replace(result, plaintext_endpoints=tuple(plaintext))
         log.debug(
             "OpenStack observation complete",
-            subnet=subnet_name,
+            configs=len(requests),
+            subnets=len(result.subnets),
+            vms=len(result.names),
             servers=len(result.servers),
-            missing=len(result.missing_vms),
-            state_unknown=len(result.incomplete_vms),
-            unreachable_servers=len(result.unknown_servers),
-            ports=len(result.ports),
+            ports=sum(len(p) for p in result.ports.values()),
         )
         return result
 
@@ -177,24 +185,3 @@ class OpenStackClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-def _first_openstack_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """Unwrap a TaskGroup's ExceptionGroup: OpenStack errors first, then cancellations, then the rest."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    for exc in leaves:
-        if isinstance(exc, OpenStackError):
-            return exc
-    for exc in leaves:
-        if isinstance(exc, asyncio.CancelledError):
-            return exc
-    return leaves[0] if leaves else group

@@ -18,7 +18,6 @@ That extra call happens only while some requested VM is missing; a healthy confi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ from .microversion import PARTIAL_SERVERS, Microversion, echoed
 from .models import Server
 from .names import DEFAULT_MAX_QUERIES, group_names
 from .paging import collect
+from .tasks import gather_all
 
 log = structlog.get_logger(__name__)
 
@@ -67,16 +67,15 @@ class ServerLookup:
     """The microversion the completeness check ran with (None: not needed, or not offered)."""
 
 
-async def find_servers(
+async def list_servers_named(
     get: Getter,
     compute_url: str,
     names: Sequence[str],
     *,
-    microversion: NegotiateMicroversion | None = None,
     page_size: int | None = None,
     max_queries: int = DEFAULT_MAX_QUERIES,
-) -> ServerLookup:
-    """Find `names` exactly; when some are missing, check whether Nova's answer can be trusted about them."""
+) -> dict[str, dict[str, Server]]:
+    """Servers whose name is exactly one of `names`: name → {server ID → server} (two IDs: ambiguous)."""
     wanted = list(dict.fromkeys(names))
     queries = group_names(wanted, max_queries=max_queries)
     url = compute_url + "/servers/detail"
@@ -98,7 +97,7 @@ async def find_servers(
             links_key="servers_links",
         )
 
-    results = await asyncio.gather(*(run(q.pattern) for q in queries))
+    results = await gather_all([run(q.pattern) for q in queries])
     by_name: dict[str, dict[str, Server]] = {}
     wanted_set = set(wanted)
     for page in results:
@@ -106,9 +105,29 @@ async def find_servers(
             name, sid = item.get("name"), item.get("id")
             if isinstance(name, str) and isinstance(sid, str) and name in wanted_set:
                 by_name.setdefault(name, {})[sid] = Server(id=sid, name=name, status=str(item.get("status", "")))
+    return by_name
+
+
+@dataclass(frozen=True)
+class CellsCheck:
+    """What Nova says about servers it could not list (see the module docstring)."""
+
+    unknown: tuple[str, ...]
+    complete: bool
+    microversion: Microversion | None
+
+
+def settle_servers(
+    names: Sequence[str], by_name: Mapping[str, Mapping[str, Server]], cells: CellsCheck | None
+) -> ServerLookup:
+    """One request's lookup from a listing: found in request order, missing, and the cells evidence.
+
+    Raises `AmbiguousServer` for the first requested name two servers share. `cells` must be given when a
+    name is missing (`needs_cells_check`).
+    """
     found: list[Server] = []
     missing: list[str] = []
-    for name in wanted:
+    for name in dict.fromkeys(names):
         servers = by_name.get(name)
         if not servers:
             missing.append(name)
@@ -118,17 +137,55 @@ async def find_servers(
             found.extend(servers.values())
     if not missing:
         return ServerLookup(tuple(found), ())
+    if cells is None:
+        raise ValueError("a lookup with missing names needs the cells check")
+    return ServerLookup(tuple(found), tuple(missing), cells.unknown, cells.complete, cells.microversion)
+
+
+def needs_cells_check(names: Sequence[str], by_name: Mapping[str, Mapping[str, Server]]) -> bool:
+    """Whether this request's answer depends on the cells check: a name is missing and none is ambiguous."""
+    missing = False
+    for name in names:
+        servers = by_name.get(name)
+        if servers and len(servers) > 1:
+            return False
+        missing = missing or not servers
+    return missing
+
+
+async def check_cells(
+    get: Getter, compute_url: str, microversion: NegotiateMicroversion | None, missing: Sequence[str] = ()
+) -> CellsCheck:
+    """Whether Nova's answer can be trusted about missing names: one extra call when it can tell."""
     chosen = await microversion() if microversion is not None else None
     if chosen is None or chosen < PARTIAL_SERVERS:
         log.info(
             "Nova may leave out servers of unreachable cells (no compute microversion 2.69): "
             "missing VMs are not proven gone",
             endpoint=compute_url,
-            missing=missing,
+            missing=list(missing),
         )
-        return ServerLookup(tuple(found), tuple(missing), complete=False, microversion=chosen)
+        return CellsCheck((), False, chosen)
     unknown, complete = await _unreachable_servers(get, compute_url, chosen)
-    return ServerLookup(tuple(found), tuple(missing), unknown, complete, chosen)
+    return CellsCheck(unknown, complete, chosen)
+
+
+async def find_servers(
+    get: Getter,
+    compute_url: str,
+    names: Sequence[str],
+    *,
+    microversion: NegotiateMicroversion | None = None,
+    page_size: int | None = None,
+    max_queries: int = DEFAULT_MAX_QUERIES,
+) -> ServerLookup:
+    """Find `names` exactly; when some are missing, check whether Nova's answer can be trusted about them."""
+    by_name = await list_servers_named(get, compute_url, names, page_size=page_size, max_queries=max_queries)
+    cells = None
+    if needs_cells_check(names, by_name):
+        missing = [n for n in dict.fromkeys(names) if not by_name.get(n)]
+        cells = await check_cells(get, compute_url, microversion, missing)
+    return settle_servers(names, by_name, cells)
 
 
 async def _unreachable_servers(get: Getter, compute_url: str, version: Microversion) -> tuple[tuple[str, ...], bool]:
