@@ -22,6 +22,27 @@ OPENSTACK_REQUEST_DURATION = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+OPENSTACK_OBSERVATIONS = Counter(
+    "multinic_openstack_observations_total",
+    "OpenStack observations made (one set of subnets/servers/ports/MTU calls, for one or many configs), by "
+    "result (success, error).",
+    ["result"],
+    registry=REGISTRY,
+)
+OPENSTACK_OBSERVATION_CONFIGS = Histogram(
+    "multinic_openstack_observation_configs",
+    "Configs one observation was made for (the reconciles that asked, plus the due configs taken along).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000),
+    registry=REGISTRY,
+)
+OPENSTACK_OBSERVE_REQUESTS = Counter(
+    "multinic_openstack_observe_requests_total",
+    "Reconciles that needed an OpenStack observation, by what served them: new (started an observation), joined "
+    "(an observation about to start), in_flight (a running one), cached (a finished one, fresh enough). Each "
+    "request not served by `new` saved a whole observation.",
+    ["served_by"],
+    registry=REGISTRY,
+)
 DATABASE_OPERATION_DURATION = Histogram(
     "multinic_database_operation_duration_seconds",
     "Duration of database operations (one observation per repository call).",

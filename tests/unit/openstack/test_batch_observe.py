@@ -123,8 +123,8 @@ def build(world: World) -> SimState:
     servers = []
     for name, project, _down in world.servers:
         servers.append(state.add_server(name, project_id=project))
-    for k, (server, subnet, second) in enumerate(world.ports):
-        device = servers[server].id if server >= 0 else ""
+    for k, (holder, subnet, second) in enumerate(world.ports):
+        device = servers[holder].id if holder >= 0 else ""
         port = state.add_port(subs[subnet].id, f"10.{subnet}.0.{10 + k}", device)
         if second is not None:
             # Neutron gives a port addresses on subnets of its own network only.
