@@ -43,7 +43,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from .faults import Faults, RequestLog
-from .state import Network, Port, Server, SimState, Token
+from .state import Network, Port, Server, SimState, Token, collate
 
 STATE = web.AppKey("state", SimState)
 FAULTS = web.AppKey("faults", Faults)
@@ -423,6 +423,23 @@ def _partial_server_view(server: Server, origin: str, detail: bool) -> dict[str,
     return view
 
 
+def _all_tenants(q: MultiMapping[str], *, detail: bool, admin: bool) -> bool | web.Response:
+    """nova `common.is_all_tenants` (oslo strict booleans; present but empty means true) and its policy:
+    admins only, a 403 for anyone else."""
+    if "all_tenants" not in q:
+        return False
+    value = q.getall("all_tenants")[-1].strip().lower()
+    if value and value not in _TRUE and value not in _FALSE:
+        accepted = ", ".join(f"'{v}'" for v in sorted(_TRUE | _FALSE))
+        return nova_error(400, "badRequest", f"Unrecognized value '{value}', acceptable values are: {accepted}")
+    if value in _FALSE:
+        return False
+    if not admin:
+        rule = "detail:get_all_tenants" if detail else "index:get_all_tenants"
+        return nova_error(403, "forbidden", f"Policy doesn't allow os_compute_api:servers:{rule} to be performed.")
+    return True
+
+
 async def list_servers(request: web.Request) -> web.Response:
     state, config = request.app[STATE], request.app[CONFIG]
     version = _requested_microversion(request)
@@ -431,11 +448,20 @@ async def list_servers(request: web.Request) -> web.Response:
     q = request.query
     token = request[TOKEN]
     project_id = token.project.id if token.project else ""
+    all_tenants = _all_tenants(q, detail=request.path.endswith("/detail"), admin=token.user.admin)
+    if isinstance(all_tenants, web.Response):
+        return all_tenants
+    # Nova copies the query into a dict (`search_opts.update(req.GET)`): of a repeated filter the last counts.
+    name = q.getall("name")[-1] if "name" in q else None
     # A name filter with a literal anchored prefix (what the controller sends) needs only the servers named so.
-    prefix = _literal_prefix(_nova_escaped(q["name"])) if "name" in q else ""
+    prefix = _literal_prefix(_nova_escaped(name)) if name else ""
     candidates = state.servers_with_prefix(prefix) if prefix else None
     mine = sorted(
-        (s for s in (state.servers.values() if candidates is None else candidates) if s.project_id == project_id),
+        (
+            s
+            for s in (state.servers.values() if candidates is None else candidates)
+            if all_tenants or s.project_id == project_id
+        ),
         key=lambda s: (s.created, s.id),
         reverse=True,
     )
@@ -443,12 +469,18 @@ async def list_servers(request: web.Request) -> web.Response:
     cell_down_support = version is not None and version >= PARTIAL_SERVERS and not (set(q.keys()) - {"all_tenants"})
     servers = [s for s in mine if not s.down_cell]
     down = [s for s in mine if s.down_cell]
-    if "name" in q:
+    if name is not None:
         try:
-            regex = _nova_regex(q["name"])
+            if not name:
+                raise re.error("empty")  # the query schema's `regex` format refuses an empty pattern too
+            regex = _nova_regex(name)
         except re.error:
-            return nova_error(400, "badRequest", f"Invalid regular expression: {q['name']}")
+            msg = f"Invalid input for query parameters name. Value: {name}. '{name}' is not a 'regex'"
+            return nova_error(400, "badRequest", msg)
         servers = [s for s in servers if regex.search(s.name)]
+    if "uuid" in q and token.user.admin:  # admins may use every filter; for anyone else `uuid` is dropped
+        wanted_id = q.getall("uuid")[-1].lower()
+        servers = [s for s in servers if s.id.lower() == wanted_id]
     if "status" in q:
         wanted = {v.upper() for v in q.getall("status")}
         servers = [s for s in servers if s.status in wanted]
@@ -517,41 +549,73 @@ def _bad_filters(query: MultiMapping[str], allowed: frozenset[str]) -> web.Respo
     return neutron_error(400, "HTTPBadRequest", f"{invalid} is invalid attribute for filtering")
 
 
-def _matches(item: dict[str, Any], query: MultiMapping[str]) -> bool:
+class _InvalidFilter(Exception):
+    """A filter value Neutron's converters refuse (400 InvalidInput)."""
+
+
+_TRUE = frozenset({"1", "t", "true", "on", "y", "yes"})
+_FALSE = frozenset({"0", "f", "false", "off", "n", "no"})
+_BOOLEAN = frozenset({"shared", "admin_state_up", "enable_dhcp"})
+
+
+def _boolean(value: str) -> bool:
+    """neutron-lib convert_to_boolean (oslo strutils, strict)."""
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise _InvalidFilter(f"Invalid input for operation: '{value}' cannot be converted to boolean.")
+
+
+def _matcher(query: MultiMapping[str]) -> Callable[[dict[str, Any]], bool]:
+    """The filters of one request, compiled once: values of a key are ORed, keys are ANDed, strings are
+    collated like the database does; `shared` keeps its first value only (neutron-lib `model_query` turns it
+    into an RBAC condition on `value[0]`). Raises `_InvalidFilter` for values Neutron refuses."""
+    conditions: list[Callable[[dict[str, Any]], bool]] = []
     for key in set(query.keys()) - _NEUTRON_SPECIAL:
         values = query.getall(key)
         if key == "fixed_ips":
-            if not _fixed_ips_match(item.get("fixed_ips", []), values):
-                return False
+            conditions.append(_fixed_ips_matcher(values))
             continue
-        if key not in item:
-            continue  # a valid attribute this view does not carry
-        actual = item[key]
-        if isinstance(actual, bool):
-            if actual not in {v.strip().lower() in ("true", "1", "yes", "on") for v in values}:
-                return False
-        elif str(actual) not in values:
-            return False
-    return True
+        strings = frozenset(collate(v) for v in values)
+        bools = frozenset(_boolean(v) for v in (values[:1] if key == "shared" else values)) if key in _BOOLEAN else None
+
+        def condition(
+            item: dict[str, Any], key: str = key, strings: frozenset[str] = strings, bools: Any = bools
+        ) -> bool:
+            if key not in item:
+                return True  # a valid attribute this view does not carry
+            actual = item[key]
+            if isinstance(actual, bool):
+                return bools is not None and actual in bools
+            return collate(str(actual)) in strings
+
+        conditions.append(condition)
+    return lambda item: all(c(item) for c in conditions)
 
 
-def _fixed_ips_match(fixed_ips: list[dict[str, str]], values: Iterable[str]) -> bool:
-    """`fixed_ips=subnet_id=X&fixed_ips=ip_address=Y`: one allocation must satisfy every key; values of one
-    key are ORed."""
+def _fixed_ips_matcher(values: Iterable[str]) -> Callable[[dict[str, Any]], bool]:
+    """`fixed_ips=subnet_id=X&fixed_ips=ip_address=Y` (db_base_plugin_v2._get_ports_query): each key is its own
+    condition on the port (`Port.fixed_ips.any(...)`), so subnet X and address Y may be two different
+    allocations; values of one key are ORed; `ip_address_substr` is a substring; other keys are ignored."""
     wanted: dict[str, set[str]] = {}
     for v in values:
-        key, _, val = v.partition("=")
+        key, sep, val = v.partition("=")
+        if not sep:
+            raise _InvalidFilter(f"Invalid input for operation: '{v}' is not of the form <key>=[value].")
         wanted.setdefault(key, set()).add(val)
-    for fip in fixed_ips:
-        ok = True
-        for key, vals in wanted.items():
-            if key == "ip_address_substr":
-                ok = ok and any(s in fip.get("ip_address", "") for s in vals)
-            else:
-                ok = ok and fip.get(key) in vals
-        if ok:
-            return True
-    return False
+    subnets = {collate(v) for v in wanted.get("subnet_id", ())}
+    addresses = {collate(v) for v in wanted.get("ip_address", ())}
+    substrings = [v.lower() for v in wanted.get("ip_address_substr", ())]
+
+    def match(item: dict[str, Any]) -> bool:
+        fips = item.get("fixed_ips", [])
+        if subnets and not any(collate(f.get("subnet_id", "")) in subnets for f in fips):
+            return False
+        if addresses and not any(collate(f.get("ip_address", "")) in addresses for f in fips):
+            return False
+        return not substrings or any(s in f.get("ip_address", "").lower() for f in fips for s in substrings)
+
+    return match
 
 
 def _page_link(request: web.Request, rel: str, marker: str | None, *, reverse: bool) -> dict[str, str]:
@@ -587,7 +651,11 @@ def _neutron_list(
     # api_common.get_limit_and_marker: `limit = min(max_limit, limit) or max_limit` (no max: no paging).
     max_limit: int | None = request.app[CONFIG].get("neutron_max_limit")
     limit = (min(max_limit, requested) or max_limit) if max_limit else requested
-    items = sorted((i for i in items if _matches(i, q)), key=lambda i: str(i["id"]))
+    try:
+        match = _matcher(q)
+    except _InvalidFilter as exc:
+        return neutron_error(400, "InvalidInput", str(exc))
+    items = sorted((i for i in items if match(i)), key=lambda i: str(i["id"]))
     links: list[dict[str, str]] = []
     if limit:
         reverse = q.get("page_reverse", "False").lower() == "true"

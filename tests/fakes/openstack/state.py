@@ -19,9 +19,11 @@ attribute writes): every change to what an index is built from (the `servers`/`p
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import itertools
 import secrets
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +34,15 @@ V = TypeVar("V")
 
 _version = [0]
 """Changes to indexed inputs so far (process-wide: one state's change only costs another a rebuild)."""
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def collate(value: str) -> str:
+    """A string as MariaDB's utf8 *_general_ci compares it, which is how Neutron's `=`/`IN` filters match:
+    case and trailing spaces do not count (PAD SPACE), accents are folded; leading spaces do count."""
+    if not value.isascii():
+        value = "".join(c for c in unicodedata.normalize("NFD", value) if not unicodedata.combining(c))
+    return value.lower().rstrip(" ")
 
 
 def _changed() -> None:
@@ -205,7 +216,7 @@ class SimState:
         self._ascii_names = all(s.name.isascii() for s in self._named)
         self._by_device = {}
         for port in self.ports.values():
-            self._by_device.setdefault(port.device_id, []).append(port)
+            self._by_device.setdefault(collate(port.device_id), []).append(port)
         self._indexed_at = _version[0]
 
     def servers_with_prefix(self, prefix: str) -> list[Server] | None:
@@ -224,9 +235,10 @@ class SimState:
         return found
 
     def ports_of_devices(self, device_ids: Iterable[str]) -> list[Port]:
-        """Ports (any project) whose `device_id` is one of `device_ids`."""
+        """Ports (any project) whose `device_id` is one of `device_ids`, compared as Neutron does (`collate`)."""
         self._fresh_indexes()
-        return [port for device in dict.fromkeys(device_ids) for port in self._by_device.get(device, ())]
+        keys = dict.fromkeys(collate(d) for d in device_ids)
+        return [port for device in keys for port in self._by_device.get(device, ())]
 
     # -- identity -----------------------------------------------------------------------------------------
     @property

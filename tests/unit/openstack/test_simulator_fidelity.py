@@ -249,8 +249,10 @@ async def test_known_filters_and_paging_params_are_accepted(api: Api, collection
         "networks": {"id", "name", "status", "shared", "mtu"},
     }[collection] | {"tenant_id", "project_id"}
     assert expected <= allowed
+    # A well-formed value for each (Neutron converts booleans and fixed_ips, and refuses what does not convert).
+    valid = {"admin_state_up": "true", "enable_dhcp": "true", "shared": "false", "fixed_ips": "subnet_id=x"}
     for key in sorted(allowed):
-        status, body = await api.get(f"/v2.0/{collection}", [(key, "x")])
+        status, body = await api.get(f"/v2.0/{collection}", [(key, valid.get(key, "x"))])
         assert status == 200, (key, body)
     paging = [("limit", "1"), ("page_reverse", "False"), ("sort_key", "id"), ("sort_dir", "asc"), ("fields", "id")]
     status, body = await api.get(f"/v2.0/{collection}", paging)
