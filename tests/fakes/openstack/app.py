@@ -4,8 +4,9 @@ Shapes follow the public API reference:
 - Keystone `POST /v3/auth/tokens` (password method) → 201, token in `X-Subject-Token`, body `{"token": ...}`
   with `expires_at`/`issued_at` and a catalog pointing back at this server; failures are
   `{"error": {"code", "title", "message"}}`.
-- Nova `GET /v2.1/servers[/detail]`: the token's project only (no `all_tenants`); `name` is a regex *search*,
-  `|` escaped as nova's `_safe_regex_mysql` does, case-insensitive like MySQL's default collation; newest
+- Nova `GET /v2.1/servers[/detail]`: the token's project only (`all_tenants`: every project, admins only);
+  `name` is a regex *search*, `|` escaped as nova's `_safe_regex_mysql` does, case-insensitive like MySQL's
+  default collation, the last of a repeated `name` counts; `uuid` for admins only (dropped otherwise); newest
   first; `limit`/`marker`, and a next link in `servers_links` whenever a page is full (so the last page can be
   empty, as in Nova).
 - Nova microversions: `GET /v2.1[/]` is the (unauthenticated) version document with `min_version` 2.1 and a
@@ -17,16 +18,17 @@ Shapes follow the public API reference:
   turns it off: `servers.py` `_is_cell_down_supported`) returns them as partial records
   (`{"id", "status": "UNKNOWN", "links"}`, detail adds `tenant_id` and `created`), after the reachable
   servers have taken their share of the page (`compute/api.py` `get_all`).
-- Neutron `GET /v2.0/{subnets,ports,networks}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed,
-  `fixed_ips=subnet_id=…`/`ip_address=…`, `fields`; a filter that is no attribute of the collection is a
-  400 (`['x'] is invalid attribute for filtering`). Listings are sorted by id and always paged, like
-  `pagination_max_limit` does: page size min(limit or max, max), `limit`/`marker`/`page_reverse`, a next
-  link while items remain and a previous link on every forward page (`api_common.get_pagination_links`).
-  Ports are ACTIVE when bound to a server, DOWN otherwise. Errors are
-  `{"NeutronError": {"type", "message", "detail"}}`. Ownership: an admin token sees every project's networks,
-  subnets and ports, any other token its project's plus networks (and their subnets) shared with it; `shared`
-  (and the `shared` filter) is evaluated for the token's project; subnets accept `shared` as a filter but never
-  show it (`is_visible: False` in neutron-lib).
+- Neutron `GET /v2.0/{subnets,ports,networks}`, `/v2.0/networks/{id}`: repeated filter parameters are ORed
+  (but `shared` keeps its first), different ones ANDed, strings compared like MariaDB's *_general_ci;
+  `fixed_ips=subnet_id=…`/`ip_address=…` each a separate condition on the port, `fields`; a filter that is
+  no attribute of the collection is a 400 (`['x'] is invalid attribute for filtering`), so is `changed_since`.
+  Listings are sorted by id and always paged, like `pagination_max_limit` does: page size
+  min(limit or max, max), `limit`/`marker`/`page_reverse`, a next link while items remain and a previous link
+  on every forward page (`api_common.get_pagination_links`). Ports are ACTIVE when bound to a server, DOWN
+  otherwise. Errors are `{"NeutronError": {"type", "message", "detail"}}`.
+  Ownership: an admin token sees every project's networks, subnets and ports, any other token its project's
+  plus networks (and their subnets) shared with it; `shared` (and the `shared` filter) is evaluated for the
+  token's project; subnets accept `shared` as a filter but never show it (`is_visible: False` in neutron-lib).
 - Services reject missing/expired/revoked tokens like keystonemiddleware: 401 with the Keystone error body.
 """
 
