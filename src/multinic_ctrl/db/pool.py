@@ -42,6 +42,7 @@ import struct
 import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiomysql
@@ -78,6 +79,11 @@ class DatabaseTimeout(DatabaseUnavailable):
     The connection was discarded, so nothing of the transaction was committed; transient: retry later.
     """
 
+
+# A statement refused for a conflict with another transaction (deadlock, lock wait timeout, duplicate key): the
+# server answered, so after a clean ROLLBACK the connection is as good as new and goes back to the pool (the
+# caller retries; reconnecting each time would only add a login, and TLS, to every conflict).
+_CONFLICT_ERRNOS = {1205, 1213, 1062}
 
 # Login refused, no such database, no privilege, TLS refused: the server is up but will not serve us until fixed.
 _ACCESS_ERRNOS = {1044, 1045, 1049, 1698, CR.CR_SSL_CONNECTION_ERROR}
@@ -240,6 +246,12 @@ def _errno(exc: BaseException) -> object:
     return exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
 
 
+@dataclass
+class _Lease:
+    conn: aiomysql.Connection
+    reusable: bool = False
+
+
 class Database:
     def __init__(self, settings: DatabaseSettings, *, database: str | None = None) -> None:
         self.settings = settings
@@ -280,6 +292,13 @@ class Database:
     async def connection(self) -> AsyncIterator[aiomysql.Connection]:
         """A pooled connection, checked with one bounded round trip. If the body raises (or is cancelled) the
         connection is discarded, never returned to the pool: its state is unknown."""
+        async with self._lease() as lease:
+            yield lease.conn
+
+    @asynccontextmanager
+    async def _lease(self) -> AsyncIterator[_Lease]:
+        """`connection()`, for `transaction`: a body that raises after restoring a known state (a clean ROLLBACK)
+        sets `reusable` and the connection goes back to the pool instead of being discarded."""
         try:
             pool = await self._get_pool()
             conn = await pool.acquire()
@@ -299,10 +318,12 @@ class Database:
             raise
         self._active += 1
         ACTIVE_DB_CONNECTIONS.inc()
+        lease = _Lease(conn)
         try:
-            yield conn
+            yield lease
         except BaseException:
-            _discard(conn)  # a no-op when the transaction already closed it after a clean rollback
+            if not lease.reusable:
+                _discard(conn)  # a no-op when the transaction already closed it after a clean rollback
             raise
         finally:
             self._active -= 1
@@ -316,15 +337,17 @@ class Database:
         Bounded as a whole by DB_TRANSACTION_TIMEOUT (from the wait for a pooled connection to the COMMIT) and
         per round trip by DB_STATEMENT_TIMEOUT. On a timeout or a cancellation nothing more is sent: the
         connection is discarded and the server rolls back when it sees the disconnect (or, if it never does,
-        at `idle_transaction_timeout`). Other errors are rolled back explicitly (bounded) before the
-        connection is closed.
+        at `idle_transaction_timeout`). Other errors are rolled back explicitly (bounded); then the connection
+        is closed, except after a conflict with another transaction (deadlock, lock wait timeout, duplicate
+        key), which leaves it in a known state: it goes back to the pool for the retry.
         """
         started = time.perf_counter()
         result = "error"
         limit = self.settings.transaction_timeout
         whole = asyncio.timeout(limit)
         try:
-            async with whole, self.connection() as conn:
+            async with whole, self._lease() as lease:
+                conn = lease.conn
                 await self._bounded(conn.begin(), "BEGIN")
                 cur = _Cursor(conn, False)
                 cur.database = self
@@ -336,10 +359,14 @@ class Database:
                 except Exception as exc:
                     if not isinstance(exc, DatabaseError) and not is_connection_error(exc):
                         # The server answered (a bad statement, a deadlock, the caller's own error): roll back
-                        # now, so its locks go at once, then close the connection cleanly.
+                        # now, so its locks go at once, then close the connection cleanly - or keep it, after
+                        # a conflict (the server's own answer, nothing left unread).
                         with contextlib.suppress(Exception):
                             await self._bounded(conn.rollback(), "ROLLBACK")
-                            conn.close()
+                            if _errno(exc) in _CONFLICT_ERRNOS:
+                                lease.reusable = True
+                            else:
+                                conn.close()
                     raise
         except Exception as exc:
             if isinstance(exc, TimeoutError) and whole.expired():

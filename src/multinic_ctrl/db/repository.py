@@ -5,15 +5,28 @@ Why a diff and not delete-and-reinsert (what the original did): the node agent t
 every reconcile. So: insert what is new, update what changed (resetting `netplan_success` only when the agent
 must re-apply), delete what is gone, and leave everything else byte-for-byte alone.
 
-Concurrency: two CRs may share a subnet or a node; rows are locked with `SELECT ... FOR UPDATE` in a fixed
-order (interfaces, subnets, nodes) and a deadlock or a duplicate-key race retries the whole transaction.
+Concurrency: two CRs may share a subnet or a node, and one CR's rows are written by one worker at a time (the
+work queue's exclusivity, and fencing across replicas). What a transaction reads decides what it writes, so:
+
+* rows it may change are locked before the diff that changes them is final: the CR's own interface rows when
+  the diff updates or deletes any, and the rows of other CRs that hold a port it wants (so a port its owner is
+  letting go of in a concurrent transaction is seen free once that commits, not reported as a conflict);
+* a shared subnet or node row is locked only when it must be written (new, changed, or marked deleted). Most
+  transactions only reference it; the foreign keys take a shared lock for that, so CRs on one subnet or node
+  commit side by side instead of queueing behind one exclusive `FOR UPDATE` on the shared row;
+* locks are taken by primary key on rows that exist, never by a search that can miss: under REPEATABLE READ a
+  locking read that finds nothing locks the gap where the row would go, and new configs, nodes and ports of a
+  backlog all land in the same gap (names in order, the end of the index), so every such transaction deadlocked
+  with the next one. Rows that do not exist yet are simply inserted; the unique keys settle a race (duplicate
+  key), as do InnoDB's deadlock detector and lock wait timeout in what remains: the whole transaction is
+  retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +101,26 @@ def _with_kept(current: Sequence[StoredInterface], desired: DesiredState, keep: 
     return wanted
 
 
+def _owners(foreign: Mapping[str, StoredInterface]) -> dict[str, str]:
+    return {port: f"{s.cr_namespace}/{s.cr_name}" for port, s in foreign.items()}
+
+
+def _subnet_matches(row: Mapping[str, Any] | None, subnet: SubnetRow) -> bool:
+    """The stored subnet row already says what `subnet` says (and is not marked deleted)."""
+    return row is not None and (
+        row["subnet_name"],
+        row["cidr"],
+        row["network_id"],
+        row["status"],
+        row["deleted_at"],
+    ) == (subnet.subnet_name, subnet.cidr, subnet.network_id, subnet.status, None)
+
+
+def _node_matches(row: Mapping[str, Any] | None, node: NodeRow) -> bool:
+    """The stored node row (found by both its ID and its name) already says what `node` says."""
+    return row is not None and (row["status"], row["deleted_at"]) == (node.status, None)
+
+
 def _placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
@@ -151,9 +184,8 @@ class Repository:
     async def plan(self, namespace: str, name: str, desired: DesiredState, *, keep: KeepRows | None = None) -> RowDiff:
         """The diff `apply` would make now, without writing anything."""
         async with self.db.transaction("plan") as cur:
-            current = await self._current_rows(cur, namespace, name, lock=False)
-            foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=False)
-        return diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), foreign)
+            current, foreign = await self._interface_rows(cur, namespace, name, desired)
+        return diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), _owners(foreign))
 
     # ---------------------------------------------------------------- writes
     async def apply(
@@ -213,10 +245,16 @@ class Repository:
     ) -> ApplyResult:
         if self._fence is not None:
             await fence.check(cur, self._fence())  # a newer term in the database: nothing is read or written
-        current = await self._current_rows(cur, namespace, name, lock=True)
-        foreign = await self._owned_elsewhere(cur, namespace, name, desired, lock=True)
+        current, foreign = await self._interface_rows(cur, namespace, name, desired)
         # Kept rows are still referenced afterwards, so the sweep below leaves their node and subnet alone.
-        diff = diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), foreign)
+        diff = diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), _owners(foreign))
+        if diff.removed or diff.changed or foreign:
+            # Rows this transaction will change, or another CR's port it wants: lock them (by id) and decide on
+            # their latest committed state. A port whose owner lets it go in a concurrent transaction is free
+            # once that commits; a port taken meanwhile is a duplicate key on insert, and a retry.
+            lock = [s.id for s in current] + [s.id for s in foreign.values()]
+            current, foreign = await self._interface_rows(cur, namespace, name, desired, lock=lock)
+            diff = diff_interfaces((s.row for s in current), _with_kept(current, desired, keep), _owners(foreign))
         ids = {s.row.port_id: s.id for s in current}
 
         if diff.removed:
@@ -277,34 +315,52 @@ class Repository:
             )
         return ApplyResult(diff=diff, subnets_written=subnets_written, nodes_written=nodes_written, swept=swept)
 
-    async def _current_rows(self, cur: Cursor, namespace: str, name: str, *, lock: bool) -> list[StoredInterface]:
-        await cur.execute(
-            "SELECT * FROM multi_interface WHERE cr_namespace = %s AND cr_name = %s ORDER BY id"
-            + (" FOR UPDATE" if lock else ""),
-            (namespace, name),
-        )
-        return [_stored(r) for r in await cur.fetchall()]
+    async def _interface_rows(
+        self, cur: Cursor, namespace: str, name: str, desired: DesiredState, *, lock: Sequence[int] = ()
+    ) -> tuple[list[StoredInterface], dict[str, StoredInterface]]:
+        """The CR's interface rows, and the rows of other CRs holding a port `desired` lists (by port ID).
 
-    async def _owned_elsewhere(
-        self, cur: Cursor, namespace: str, name: str, desired: DesiredState, *, lock: bool
-    ) -> dict[str, str]:
+        Without `lock`: one consistent (non-locking) read. With `lock`: those row IDs read again, locked, in their
+        latest committed state (waiting for a transaction that holds them); rows gone meanwhile are not returned.
+        """
         ports = [i.port_id for i in desired.interfaces]
-        if not ports:
-            return {}
-        await cur.execute(
-            f"SELECT port_id, cr_namespace, cr_name FROM multi_interface WHERE port_id IN ({_placeholders(ports)}) "
-            "AND NOT (cr_namespace = %s AND cr_name = %s)" + (" FOR UPDATE" if lock else ""),
-            [*ports, namespace, name],
-        )
-        return {r["port_id"]: f"{r['cr_namespace']}/{r['cr_name']}" for r in await cur.fetchall()}
+        if lock:
+            await cur.execute(
+                f"SELECT * FROM multi_interface WHERE id IN ({_placeholders(lock)}) ORDER BY id FOR UPDATE", list(lock)
+            )
+        else:
+            await cur.execute(
+                "SELECT * FROM multi_interface WHERE (cr_namespace = %s AND cr_name = %s)"
+                + (f" OR port_id IN ({_placeholders(ports)})" if ports else "")
+                + " ORDER BY id",
+                [namespace, name, *ports],
+            )
+        current: list[StoredInterface] = []
+        foreign: dict[str, StoredInterface] = {}
+        wanted = set(ports)
+        for stored in (_stored(r) for r in await cur.fetchall()):
+            if (stored.cr_namespace, stored.cr_name) == (namespace, name):
+                current.append(stored)
+            elif stored.row.port_id in wanted:
+                foreign[stored.row.port_id] = stored
+        return current, foreign
 
     async def _upsert_subnets(self, cur: Cursor, subnets: Iterable[SubnetRow]) -> int:
         wanted = {s.subnet_id: s for s in subnets}
         if not wanted:
             return 0
         keys = sorted(wanted)
-        await cur.execute(f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(keys)}) FOR UPDATE", keys)
+        query = f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(keys)})"
+        await cur.execute(query, keys)
         existing: dict[str, Any] = {r["subnet_id"]: r for r in await cur.fetchall()}
+        if all(_subnet_matches(existing.get(key), wanted[key]) for key in keys):
+            return 0  # only referenced: the foreign key's shared lock is all this transaction needs
+        present = [key for key in keys if key in existing]
+        if present:  # about to write: decide on the latest committed rows, locked (a missing one is inserted)
+            await cur.execute(
+                f"SELECT * FROM multi_subnet WHERE subnet_id IN ({_placeholders(present)}) FOR UPDATE", present
+            )
+            existing = {r["subnet_id"]: r for r in await cur.fetchall()}
         written = 0
         for key in keys:
             s = wanted[key]
@@ -317,13 +373,7 @@ class Repository:
                 )
                 written += 1
                 continue
-            if (row["subnet_name"], row["cidr"], row["network_id"], row["status"], row["deleted_at"]) == (
-                s.subnet_name,
-                s.cidr,
-                s.network_id,
-                s.status,
-                None,
-            ):
+            if _subnet_matches(row, s):
                 continue
             await cur.execute(
                 "UPDATE multi_subnet SET subnet_name = %s, cidr = %s, network_id = %s, status = %s, "
@@ -347,10 +397,19 @@ class Repository:
         names = [n.node_name for n in wanted]
         await cur.execute(
             f"SELECT * FROM node_table WHERE attached_node_id IN ({_placeholders(ids)}) "
-            f"OR attached_node_name IN ({_placeholders(names)}) ORDER BY id FOR UPDATE",
+            f"OR attached_node_name IN ({_placeholders(names)}) ORDER BY id",
             [*ids, *names],
         )
         rows: list[dict[str, Any]] = list(await cur.fetchall())
+        by_node = {(r["attached_node_id"], r["attached_node_name"]): r for r in rows}
+        if all(_node_matches(by_node.get((n.node_id, n.node_name)), n) for n in wanted):
+            return 0  # only referenced: the foreign keys' shared locks are all this transaction needs
+        if rows:  # about to write: decide on the latest committed rows, locked (a missing one is inserted)
+            row_ids = [r["id"] for r in rows]
+            await cur.execute(
+                f"SELECT * FROM node_table WHERE id IN ({_placeholders(row_ids)}) ORDER BY id FOR UPDATE", row_ids
+            )
+            rows = [r for r in await cur.fetchall() if r["attached_node_id"] in ids or r["attached_node_name"] in names]
         written = 0
         for node in wanted:
             by_id = next((r for r in rows if r["attached_node_id"] == node.node_id), None)
