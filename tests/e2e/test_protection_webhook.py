@@ -180,11 +180,14 @@ async def protection(
     *,
     lifetimes: Lifetimes = Lifetimes(),  # noqa: B008 - frozen
     keepalive_timeout: float = 75.0,
+    renew_every: float | None = None,
 ) -> AsyncIterator[Protection]:
+    """`renew_every`: run the operator's certificate loop (on a fast clock) from the moment the webhook serves,
+    as the operator does: with short test lifetimes the first certificate may expire before the apiserver has
+    even picked the configuration up on a loaded machine."""
     suffix = "s" + uuid.uuid4().hex[:8]
-    data = plan_secret(
-        None, Identity("multinic-operator-webhook", namespace, ("127.0.0.1",)), datetime.now(UTC), lifetimes
-    ).data
+    identity = Identity("multinic-operator-webhook", namespace, ("127.0.0.1",))
+    data = plan_secret(None, identity, datetime.now(UTC), lifetimes).data
     policy = Policy(
         frozenset({f"system:serviceaccount:{namespace}:multinic-operator"}), {namespace: Installation(OWNER)}
     )
@@ -201,6 +204,18 @@ async def protection(
     )
     await hook.start()
     p = Protection(cp, namespace, suffix, hook, data, f"vprotection-test-{suffix}", denials)
+    stop_renewing = asyncio.Event()
+
+    async def renew(every: float) -> None:  # what the operator's certificate loop does
+        while not stop_renewing.is_set():
+            plan = plan_secret(p.data, identity, datetime.now(UTC), lifetimes)
+            if plan.changed:
+                assert plan.data[CA_CERT] == p.data[CA_CERT]  # same CA: no re-injection needed
+                p.data = plan.data
+                p.hook.set_certificate(plan.data[TLS_CERT], plan.data[TLS_KEY])
+            await asyncio.sleep(every)
+
+    renewer = asyncio.create_task(renew(renew_every)) if renew_every is not None else None
     try:
         # RBAC lets jane and the operator's ServiceAccount edit anything in the namespace: only admission decides
         await p.kubectl("create", "serviceaccount", "multinic-operator")
@@ -220,10 +235,13 @@ async def protection(
         await p.wait_until_enforced()
         yield p
     finally:
+        stop_renewing.set()
         await asyncio.to_thread(
             cp.kubectl, "delete", "validatingwebhookconfiguration", p.config_name, "--ignore-not-found", check=False
         )
         await hook.stop()
+        if renewer is not None:
+            await renewer  # re-raises a failed renewal (e.g. the CA changed)
 
 
 def counter(operation: str, result: str) -> float:
@@ -432,41 +450,24 @@ async def test_requests_keep_succeeding_across_certificate_renewals(
     control_plane: ControlPlane, namespace: str
 ) -> None:
     lifetimes = Lifetimes(serving=timedelta(seconds=6))
-    identity = Identity("multinic-operator-webhook", namespace, ("127.0.0.1",))
     # a short keep-alive makes the apiserver open new connections, so renewed certificates are really handshaked
-    async with protection(control_plane, namespace, lifetimes=lifetimes, keepalive_timeout=1.0) as p:
+    async with protection(control_plane, namespace, lifetimes=lifetimes, keepalive_timeout=1.0, renew_every=0.25) as p:
         first_expiry = datetime.now(UTC) + lifetimes.serving
-        stop = asyncio.Event()
-
-        async def renew() -> None:  # what the operator's certificate loop does, on a fast clock
-            while not stop.is_set():
-                plan = plan_secret(p.data, identity, datetime.now(UTC), lifetimes)
-                if plan.changed:
-                    assert plan.data[CA_CERT] == p.data[CA_CERT]  # same CA: no re-injection needed
-                    p.data = plan.data
-                    p.hook.set_certificate(plan.data[TLS_CERT], plan.data[TLS_KEY])
-                await asyncio.sleep(0.25)
-
-        renewer = asyncio.create_task(renew())
         outcomes: list[str] = []
-        try:
-            deadline = time.monotonic() + 16
-            while time.monotonic() < deadline:
-                done = await p.jane(
-                    "patch",
-                    "deployment",
-                    "multinic-controller",
-                    "--dry-run=server",
-                    "--type=merge",
-                    "--patch",
-                    '{"spec":{"replicas":7}}',
-                )
-                outcomes.append(done.stderr.strip())
-                assert DENIED in done.stderr and "change spec.controller.replicas there" in done.stderr, done.stderr
-                await asyncio.sleep(1.6)
-        finally:
-            stop.set()
-            await renewer
+        deadline = time.monotonic() + 16
+        while time.monotonic() < deadline:
+            done = await p.jane(
+                "patch",
+                "deployment",
+                "multinic-controller",
+                "--dry-run=server",
+                "--type=merge",
+                "--patch",
+                '{"spec":{"replicas":7}}',
+            )
+            outcomes.append(done.stderr.strip())
+            assert DENIED in done.stderr and "change spec.controller.replicas there" in done.stderr, done.stderr
+            await asyncio.sleep(1.6)
         assert datetime.now(UTC) > first_expiry + timedelta(seconds=5)  # well past the first certificate's life
         assert p.hook.tls.generation >= 3, p.hook.tls.generation
         served_generations = [g for g, n in p.hook.tls.handshakes.items() if n and g > 0]
