@@ -67,6 +67,31 @@ ACTIVE_DB_CONNECTIONS = Gauge(
     registry=REGISTRY,
 )
 
+# The opt-in OpenStack notification listener (notifications/).
+NOTIFICATIONS_RECEIVED = Counter(
+    "multinic_notifications_received_total",
+    "OpenStack notifications received, by outcome: relevant (a port, interface, network or subnet change), "
+    "ignored (any other event), malformed (not an oslo.messaging notification; dropped).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_CONNECTED = Gauge(
+    "multinic_notifications_connected",
+    "1 while the listener is connected to the message bus and bound to at least one exchange, else 0.",
+    registry=REGISTRY,
+)
+NOTIFICATIONS_CONNECTION_ATTEMPTS = Counter(
+    "multinic_notifications_connection_attempts_total",
+    "Connection attempts to the message bus, by result (success, failure).",
+    ["result"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS_ENQUEUED = Counter(
+    "multinic_notifications_configs_queued_total",
+    "Configs queued for a re-observation because a notification concerned their OpenStack project.",
+    registry=REGISTRY,
+)
+
 # Operator-side metrics (MISSION.md "Observability").
 OPERATOR_RECONCILE_TOTAL = Counter(
     "multinic_operator_reconcile_total",

@@ -9,12 +9,13 @@ in a log line or an exception cannot leak them.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 LogFormat = Literal["json", "console"]
 # MySQL's --ssl-mode values (MariaDB's clients spell the same choices --ssl/--ssl-verify-server-cert).
@@ -84,6 +85,36 @@ def _refuse_passphrase() -> str:
 
 
 @dataclass(frozen=True)
+class NotificationSettings:
+    """OPENSTACK_NOTIFICATIONS_*: the opt-in listener for Nova's and Neutron's notifications (notifications/).
+
+    `url` holds the broker password: it is kept out of `repr()`, its password is registered as a secret
+    (see `Settings.secrets`), and only `display_url` (password masked) is ever shown.
+    """
+
+    url: str = field(repr=False)
+    exchanges: tuple[str, ...] = ("nova", "neutron")
+    # Nova sends its interface attach/detach events only as versioned notifications (`versioned_notifications`)
+    topics: tuple[str, ...] = ("notifications", "versioned_notifications")
+    ca_bundle: str | None = None  # amqps:// only; system CAs when None
+    min_interval: float = 1.0  # at most one re-observation per project per interval (plus one trailing)
+
+    @property
+    def display_url(self) -> str:
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+    def secrets(self) -> tuple[str, ...]:
+        password = urlsplit(self.url).password or ""
+        return tuple(s for s in {self.url, password, unquote(password)} if s)
+
+
+@dataclass(frozen=True)
 class ControllerSettings:
     workers: int = 4
     resync_seconds: float = 300.0  # immediate mode's periodic re-read of OpenStack
@@ -98,6 +129,7 @@ class ControllerSettings:
     openstack_allowed_urls: str = ""  # comma-separated endpoint patterns; empty: any (see openstack/policy.py)
     reconcile_timeout: float = 150.0  # RECONCILE_TIMEOUT: a reconcile running longer is cancelled and retried
     stall_timeout: float = 300.0  # STALL_TIMEOUT: /healthz fails when queued work sees no progress this long
+    notifications: NotificationSettings | None = None  # OPENSTACK_NOTIFICATIONS_URL; None: polling only
 
 
 @dataclass(frozen=True)
@@ -143,7 +175,8 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any log line, event or status."""
-        return tuple(s for s in (self.database.password, self.controller.trigger_token) if s)
+        notifications = self.controller.notifications.secrets() if self.controller.notifications else ()
+        return tuple(s for s in (self.database.password, self.controller.trigger_token, *notifications) if s)
 
 
 def _parse_port(source: str, raw: str) -> int:
@@ -335,7 +368,94 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
         openstack_allowed_urls=allowed_urls or "",
         reconcile_timeout=reconcile_timeout,
         stall_timeout=stall_timeout,
+        notifications=_notification_settings(pick, env),
     )
+
+
+_BUS_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+
+
+def _notification_settings(pick: Any, env: Mapping[str, str]) -> NotificationSettings | None:
+    """OPENSTACK_NOTIFICATIONS_URL (or _FILE, a mounted Secret) turns the listener on; the rest tunes it.
+
+    The URL is never quoted back in an error: it holds the broker password.
+    """
+    url_src, inline = pick("openstack_notifications_url", "OPENSTACK_NOTIFICATIONS_URL")
+    file_src, path = pick("openstack_notifications_url_file", "OPENSTACK_NOTIFICATIONS_URL_FILE")
+    if inline and path:
+        raise SettingsError(file_src, "set either OPENSTACK_NOTIFICATIONS_URL or OPENSTACK_NOTIFICATIONS_URL_FILE")
+    url, src = (_read_secret_file(file_src, path), file_src) if path else ((inline or "").strip(), url_src)
+    others = [
+        var
+        for var in (
+            "OPENSTACK_NOTIFICATIONS_EXCHANGES",
+            "OPENSTACK_NOTIFICATIONS_TOPICS",
+            "OPENSTACK_NOTIFICATIONS_CA_BUNDLE",
+            "OPENSTACK_NOTIFICATIONS_MIN_INTERVAL",
+        )
+        if env.get(var)
+    ]
+    if not url:
+        if others:
+            raise SettingsError(others[0], "is set but OPENSTACK_NOTIFICATIONS_URL is not (the listener is off)")
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(src, "is not a valid URL (amqp://user:password@host:5672/vhost)") from None
+    if parts.scheme not in ("amqp", "amqps"):
+        raise SettingsError(src, f"scheme {parts.scheme!r} is not amqp or amqps")
+    if not parts.hostname:
+        raise SettingsError(src, "names no host (amqp://user:password@host:5672/vhost)")
+    if parts.query or parts.fragment:
+        raise SettingsError(
+            src, "must not carry query parameters; TLS is amqps:// with OPENSTACK_NOTIFICATIONS_CA_BUNDLE"
+        )
+    if port == 0:
+        raise SettingsError(src, "port 0 is not a port")
+    exchanges = _name_list("OPENSTACK_NOTIFICATIONS_EXCHANGES", env.get("OPENSTACK_NOTIFICATIONS_EXCHANGES"))
+    topics = _name_list("OPENSTACK_NOTIFICATIONS_TOPICS", env.get("OPENSTACK_NOTIFICATIONS_TOPICS"))
+    ca_src = "OPENSTACK_NOTIFICATIONS_CA_BUNDLE"
+    ca_bundle = _existing_file(ca_src, env.get(ca_src))
+    if ca_bundle:
+        if parts.scheme != "amqps":
+            raise SettingsError(ca_src, "is set but the URL is amqp:// (plain text); use amqps://")
+        try:
+            ssl.create_default_context(cafile=ca_bundle)
+        except (ssl.SSLError, OSError) as exc:
+            raise SettingsError(ca_src, f"cannot load CA certificates: {_ssl_reason(exc)}") from None
+    raw = env.get("OPENSTACK_NOTIFICATIONS_MIN_INTERVAL")
+    min_interval = _parse_short_interval("OPENSTACK_NOTIFICATIONS_MIN_INTERVAL", raw) if raw else 1.0
+    return NotificationSettings(
+        url=url,
+        exchanges=exchanges or NotificationSettings.exchanges,
+        topics=topics or NotificationSettings.topics,
+        ca_bundle=ca_bundle,
+        min_interval=min_interval,
+    )
+
+
+def _parse_short_interval(source: str, raw: str) -> float:
+    """`0` to `60s`, also as `500ms` or `0.5`."""
+    text = raw.strip().lower()
+    factor, number = (0.001, text[:-2]) if text.endswith("ms") else (1.0, text.removesuffix("s"))
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise SettingsError(source, f"{raw!r} is not a duration (e.g. 1s, 500ms)") from None
+    if not 0 <= value <= 60:
+        raise SettingsError(source, f"{raw!r} is out of range (0 to 60s)")
+    return value
+
+
+def _name_list(source: str, raw: str | None) -> tuple[str, ...]:
+    """Comma-separated AMQP exchange or topic names (empty: the default)."""
+    names = tuple(dict.fromkeys(n.strip() for n in (raw or "").split(",") if n.strip()))
+    for name in names:
+        if not _BUS_NAME.match(name):
+            raise SettingsError(source, f"{name!r} is not an exchange or topic name (letters, digits, _ . : -)")
+    return names
 
 
 def _namespace_list(source: str, raw: str | None) -> tuple[str, ...]:
