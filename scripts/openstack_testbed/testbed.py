@@ -414,8 +414,10 @@ def rabbit_env() -> dict:
     }
 
 
-def rabbitmqctl(*args, check=True):
-    return run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", *args], env=rabbit_env(), check=check, logname="rabbitmqctl")
+def rabbitmqctl(*args, check=True, **kw):
+    return run(
+        ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-q", *args], env=rabbit_env(), check=check, logname="rabbitmqctl", **kw
+    )
 
 
 def start_rabbit() -> None:
@@ -439,6 +441,48 @@ def start_rabbit() -> None:
     spawn("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=rabbit_env())
     wait_for("RabbitMQ", lambda: port_open(PORTS["amqp"]), 90, proc="rabbitmq")
     rabbitmqctl("await_startup")
+    ensure_notification_listener()
+
+
+LISTENER_USER = "multinic-listener"
+
+
+def listener_password() -> str:
+    path = STATE / "rabbitmq" / "listener-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(18))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def notifications_url() -> str:
+    """What a notification listener (the controller's OPENSTACK_NOTIFICATIONS_URL) connects with."""
+    return f"amqp://{LISTENER_USER}:{listener_password()}@{HOST}:{PORTS['amqp']}/"
+
+
+def ensure_notification_listener() -> None:
+    """A least-privilege RabbitMQ user for notification listeners, and a cap on the shared queues.
+
+    The user may create and bind only server-named queues (`amq.gen-*`) and read only from them and from
+    the `nova` / `neutron` exchanges: it can listen, never publish or touch the services' own queues
+    (checking that an exchange exists - a passive declare - needs no permission). The services publish
+    to the queues `notifications.info` / `versioned_notifications.info` whether or not anyone consumes
+    them; nothing does here, so a policy keeps the last 1,000 messages instead of letting them pile up.
+    """
+    users = rabbitmqctl("list_users", quiet=False, capture_output=True, text=True).stdout
+    if not any(line.split()[:1] == [LISTENER_USER] for line in users.splitlines()):
+        rabbitmqctl("add_user", LISTENER_USER, listener_password())
+    rabbitmqctl(
+        "set_permissions", "-p", "/", LISTENER_USER, r"^amq\.gen-.*$", r"^amq\.gen-.*$", r"^(amq\.gen-.*|nova|neutron)$"
+    )
+    rabbitmqctl(
+        "set_policy",
+        "--apply-to",
+        "queues",
+        "notifications-cap",
+        r"^(versioned_)?notifications\.",
+        '{"max-length": 1000, "overflow": "drop-head"}',
+    )
 
 
 def stop_rabbit() -> None:
@@ -482,6 +526,13 @@ def authtoken() -> str:
 
 def transport() -> str:
     return f"rabbit://guest:guest@{HOST}:{PORTS['amqp']}/"
+
+
+def notifications_section() -> str:
+    """Nova and Neutron publish notifications to their exchanges (`nova`, `neutron`) on the topic
+    `notifications` (routing key `notifications.info`); Nova's interface attach/detach events exist only in
+    the versioned format (topic `versioned_notifications`), hence `notification_format = both` for Nova."""
+    return "[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = notifications\n"
 
 
 def write(path: Path, text: str) -> None:
@@ -578,8 +629,7 @@ notify_nova_on_port_data_changes = true
 connection = {db_url("neutron")}
 [oslo_concurrency]
 lock_path = {lock}
-[oslo_messaging_notifications]
-driver = noop
+{notifications_section()}
 {auth_section("nova")}endpoint_type = public
 {authtoken() % "network"}""",
     )
@@ -636,10 +686,9 @@ workers = 1
 enabled = false
 [oslo_concurrency]
 lock_path = {lock}
-[oslo_messaging_notifications]
-driver = noop
+{notifications_section()}
 [notifications]
-notification_format = unversioned
+notification_format = both
 [quota]
 driver = nova.quota.NoopQuotaDriver
 [glance]
@@ -1041,6 +1090,8 @@ def write_env(project_id: str) -> None:
         "MULTINIC_OS_VENV": str(VENV),
         "MULTINIC_OS_NOVA_MAX_LIMIT": "2",
         "MULTINIC_OS_NEUTRON_PAGE_LIMIT": "2",
+        # Nova and Neutron notifications (exchanges nova/neutron, topics notifications, versioned_notifications)
+        "MULTINIC_OS_NOTIFICATIONS_URL": notifications_url(),
     }
     (STATE / "env.json").write_text(json.dumps(info, indent=2) + "\n")
 
