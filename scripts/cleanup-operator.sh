@@ -17,7 +17,9 @@ Usage: $(basename "$0") [--namespace NS] [--kubeconfig FILE] [--delete-data] [--
   --kubeconfig FILE   kubeconfig to use (default: \$KUBECONFIG or ~/.kube/config)
   --delete-data       also delete the data: PVCs and Secrets labelled ${DATA_LABEL} (all namespaces) and the
                       namespace NS
-  --keep-crds         keep the CRDs (and with them every OpenstackConfig)
+  --keep-crds         keep the CRDs (and with them every OpenstackConfig); otherwise the OpenstackConfigs are
+                      deleted with their CRD, and since the controllers are gone by then, the controller's
+                      finalizer is released first: their rows stay in the database (part of the data)
   --timeout DURATION  how long to wait for MultiNicOperators' finalizers and deletions (default 300s)
 
 MultiNicOperators are deleted in every namespace: the operator serves all of them, and once it is gone their
@@ -74,6 +76,28 @@ remove() {
   k delete --ignore-not-found --wait=true --timeout="$TIMEOUT" -f - <<<"$docs" || die "$EXIT_FAILED" "deleting $* failed"
 }
 
+# The OpenstackConfigs go with their CRD. The controllers that put ROWS_FINALIZER on them were uninstalled in step 1,
+# so nothing would ever remove it and the CRD's deletion would hang: remove exactly that finalizer (a `test` op
+# guards the index). Their rows stay in the database - data, like the PVCs - and no node agent is told to drop
+# its NICs by an uninstall.
+release_openstackconfigs() {
+  local configs ns name finalizers i
+  k get crd openstackconfigs.multinic.example.com >/dev/null 2>&1 || return 0
+  configs="$(k get openstackconfigs -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null || true)"
+  [[ -n "$configs" ]] || return 0
+  say "$(wc -l <<<"$configs") OpenstackConfig(s) go with their CRD; releasing the controller's finalizer ${ROWS_FINALIZER} (their rows stay in the database)"
+  while read -r ns name; do
+    mapfile -t finalizers < <(k -n "$ns" get openstackconfig "$name" -o jsonpath='{range .metadata.finalizers[*]}{@}{"\n"}{end}' 2>/dev/null || true)
+    for i in "${!finalizers[@]}"; do
+      [[ "${finalizers[$i]}" == "$ROWS_FINALIZER" ]] || continue
+      k -n "$ns" patch openstackconfig "$name" --type=json \
+        -p "[{\"op\":\"test\",\"path\":\"/metadata/finalizers/${i}\",\"value\":\"${ROWS_FINALIZER}\"},{\"op\":\"remove\",\"path\":\"/metadata/finalizers/${i}\"}]" \
+        >/dev/null || die "$EXIT_FAILED" "could not remove the finalizer ${ROWS_FINALIZER} from openstackconfig ${ns}/${name}"
+      say "openstackconfig ${ns}/${name}: finalizer released"
+    done
+  done <<<"$configs"
+}
+
 step "1/6 MultiNicOperators (all namespaces; their finalizers uninstall what the operator created)"
 if k get crd multinicoperators.multinic.example.com >/dev/null 2>&1; then
   mnos="$(k get multinicoperators -A --no-headers -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name 2>/dev/null || true)"
@@ -117,6 +141,7 @@ step "6/6 CustomResourceDefinitions"
 if [[ "$KEEP_CRDS" == true ]]; then
   say "kept (--keep-crds)"
 else
+  release_openstackconfigs
   remove CustomResourceDefinition
 fi
 

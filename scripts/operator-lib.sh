@@ -14,6 +14,7 @@ readonly DEFAULT_NAMESPACE=multinic-system
 readonly DEFAULT_IMAGE=multinic:v1alpha1
 readonly WEBHOOK_CONFIGURATION=vprotection.multinic.example.com
 readonly DATA_LABEL=multinic.example.com/managed-by-operator
+readonly ROWS_FINALIZER=multinic.example.com/interface-rows # the controller's, on every OpenstackConfig
 
 LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly MANIFESTS="${LIB_DIR}/../manifests"

@@ -58,7 +58,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_controller(parser: argparse.ArgumentParser) -> None:
     ctl = parser.add_argument_group("controller")
     ctl.add_argument("--workers", help="concurrent reconciles [env CONTROLLER_WORKERS, default 4]")
-    ctl.add_argument("--resync", help="immediate mode's periodic OpenStack re-read, e.g. 5m [env RESYNC_INTERVAL]")
+    ctl.add_argument("--resync", help="immediate mode's periodic OpenStack re-read [env RESYNC_INTERVAL, 30s]")
+    ctl.add_argument(
+        "--openstack-coalesce-window",
+        help="how long an observation waits for configs of the same credentials to join it; 0: off "
+        "[env OPENSTACK_COALESCE_WINDOW, 50ms]",
+    )
     ctl.add_argument("--error-retry", help="retry interval after configuration errors [env ERROR_RETRY_INTERVAL, 1m]")
     ctl.add_argument(
         "--trigger-from",

@@ -1,14 +1,16 @@
 """The cluster tier: a real node (containerd + kubelet) joined to a real control plane, running our images.
 
 One cluster for the whole tier (package-scoped; starting it takes ~10 s warm): etcd + kube-apiserver reachable
-from pods, kube-controller-manager + kube-scheduler (no kwok nodes), and :class:`tests.support.node.Node`
-(containerd, kubelet, kube-proxy, CoreDNS).
+from pods, kube-controller-manager + kube-scheduler under their own identities as in a real cluster (controllers
+as ``system:serviceaccount:kube-system:*``; no kwok), and :class:`tests.support.node.Node` (containerd, kubelet,
+kube-proxy, CoreDNS, a default StorageClass of local volumes).
 Tests isolate themselves by namespace.  Missing prerequisites FAIL the tier (never skip), with the command
 that provides them: ``scripts/control-plane-assets`` (kubelet) and ``scripts/test-images`` (the images).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Generator, Iterator
@@ -30,9 +32,36 @@ class Cluster:
     cp: ControlPlane
     node: Node
     timings: dict[str, float] = field(default_factory=dict)
+    #: namespaces whose objects, pod descriptions and logs a failing test's report shows
+    diagnose: list[str] = field(default_factory=list)
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
         return self.cp.kubectl(*args, check=check, stdin=stdin)
+
+    def namespace_report(self, namespace: str, log_lines: int = 40) -> str:
+        """What someone debugging a failure looks at first: objects, events, pod descriptions, log tails."""
+
+        def run(*args: str) -> str:
+            try:
+                done = self.cp.kubectl(*args, check=False)
+            except Exception as exc:  # a report must not hide the failure it is attached to
+                return f"$ kubectl {' '.join(args)}: {exc}"
+            return f"$ kubectl {' '.join(args)}\n{done.stdout}{done.stderr}"
+
+        parts = [
+            run("-n", namespace, "get", "all,pvc,cronjobs,jobs,leases,events", "-o", "wide"),
+            run("-n", namespace, "describe", "pods"),
+        ]
+        listed = self.cp.kubectl("-n", namespace, "get", "pods", "-o", "json", check=False)
+        pods = json.loads(listed.stdout)["items"] if listed.returncode == 0 else []
+        for pod in pods:
+            name = f"pod/{pod['metadata']['name']}"
+            parts.append(run("-n", namespace, "logs", name, "--all-containers", f"--tail={log_lines}"))
+            if any(s.get("restartCount") for s in (pod.get("status") or {}).get("containerStatuses") or []):
+                parts.append(
+                    run("-n", namespace, "logs", name, "--all-containers", "--previous", f"--tail={log_lines}")
+                )
+        return "\n".join(parts)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,6 +79,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and cluster is not None and "cluster" in getattr(item, "fixturenames", ()):
         report.sections.append(("node logs", cluster.node.format_log_tails()))
         report.sections.append(("control plane logs", cluster.cp.format_log_tails()))
+        for namespace in cluster.diagnose:
+            report.sections.append((f"namespace {namespace}", cluster.namespace_report(namespace)))
     return report
 
 
@@ -82,7 +113,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     node = Node(cp)
     try:
         cp.start()
-        cp.start_workloads(nodes=())
+        # As in a real cluster: controllers under their own identities (the protection webhook tells them from
+        # users by name), no kwok (its volumes would be hostPaths on this host).
+        cp.start_workloads(nodes=(), kwok=False, component_identities=True)
         plane_seconds = time.monotonic() - begin
         node.start()
     except ControlPlaneError as exc:
@@ -115,5 +148,7 @@ def cluster_namespace(cluster: Cluster) -> Iterator[str]:
         if time.monotonic() > deadline:
             pytest.fail(f"no default ServiceAccount in {name} after 30s (kube-controller-manager down?)")
         time.sleep(0.2)
+    cluster.diagnose.append(name)
     yield name
+    cluster.diagnose.remove(name)
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -153,8 +153,11 @@ async def test_webhook_mode_one_observe_per_post(env: Env) -> None:
         assert observes(env) == expected
     code, body = await env.http("POST", "/trigger", headers=TOKEN)
     assert code == 202 and sorted(body["enqueued"]) == [f"{env.namespace}/cfg", f"{env.namespace}/other"]
-    await wait_for(lambda: observes(env) == 5, "both configs observed once")
-    await env.wait_status("other", synced, "other synced")
+    for name in ("cfg", "other"):
+        await env.wait_status(name, lambda s: synced(s) and s.get("lastHandledTrigger") == body["request"], "handled")
+    await asyncio.sleep(1)
+    # At most one observe per config; the two share credentials, so one observation usually serves both.
+    assert observes(env) in (4, 5)
 
 
 async def test_webhook_endpoint_rejections(env: Env) -> None:

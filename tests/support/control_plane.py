@@ -623,9 +623,17 @@ class ControlPlane:
 
     @property
     def workloads_running(self) -> bool:
-        return all(name in self._extra and self._extra[name].running for name in WORKLOAD_COMPONENTS)
+        """Controller manager and scheduler running, and kwok too unless it was left out."""
+        needed = [name for name in WORKLOAD_COMPONENTS if name != "kwok" or name in self._extra]
+        return all(name in self._extra and self._extra[name].running for name in needed)
 
-    def start_workloads(self, nodes: Sequence[str] = ("kwok-node-1", "kwok-node-2")) -> None:
+    def start_workloads(
+        self,
+        nodes: Sequence[str] = ("kwok-node-1", "kwok-node-2"),
+        *,
+        kwok: bool = True,
+        component_identities: bool = False,
+    ) -> None:
         """Make Deployments and StatefulSets work: controllers, scheduler and fake nodes.
 
         Why: the operator's end-to-end tests need Pods that get scheduled and become Ready
@@ -636,8 +644,20 @@ class ControlPlane:
         StorageClass bound to fake PVs).  Not started by default: these controllers also act
         on the objects other tests create (e.g. a ``kube-root-ca.crt`` ConfigMap appears in
         every namespace), so plain API tests run without them.
+
+        ``kwok=False``: no kwok and no ``kwok-volume`` StorageClass (a real node: kwok's hostPath volumes
+        would land on the host).  ``component_identities``: run kube-controller-manager and
+        kube-scheduler as a real cluster does - as ``system:kube-controller-manager`` (each controller
+        then with its own ``system:serviceaccount:kube-system:*`` token, ``--use-service-account-credentials``)
+        and ``system:kube-scheduler``, bound by the apiserver's bootstrap RBAC - instead of the admin.
+        Admission webhooks that tell Kubernetes' controllers from users (the protection webhook) see
+        the identities they would see in production.
         """
-        missing = [f for f in (*WORKLOAD_COMPONENTS, *WORKLOAD_FILES) if not (self.assets_dir / f).exists()]
+        if nodes and not kwok:
+            raise ControlPlaneError("fake nodes need kwok")
+        components = WORKLOAD_COMPONENTS if kwok else tuple(c for c in WORKLOAD_COMPONENTS if c != "kwok")
+        files = WORKLOAD_FILES if kwok else ()
+        missing = [f for f in (*components, *files) if not (self.assets_dir / f).exists()]
         if missing:
             raise ControlPlaneError(
                 f"{self.assets_dir} lacks {', '.join(missing)}; run scripts/control-plane-assets "
@@ -645,30 +665,37 @@ class ControlPlane:
             )
         assert self.pki is not None
         kubeconfig = str(self.kubeconfig_path)
-        common = [
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            # Serve /healthz with our own cert so the health wait can verify it.
-            f"--tls-cert-file={self.pki.serving_cert}",
-            f"--tls-private-key-file={self.pki.serving_key}",
-            "--v=1",
-        ]
+
+        def common(config: str) -> list[str]:
+            return [
+                f"--kubeconfig={config}",
+                f"--authentication-kubeconfig={config}",
+                f"--authorization-kubeconfig={config}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                # Serve /healthz with our own cert so the health wait can verify it.
+                f"--tls-cert-file={self.pki.serving_cert}",
+                f"--tls-private-key-file={self.pki.serving_key}",
+                "--v=1",
+            ]
+
+        kcm_config = scheduler_config = kubeconfig
+        if component_identities:
+            kcm_config = str(self.client_cert_kubeconfig("system:kube-controller-manager"))
+            scheduler_config = str(self.client_cert_kubeconfig("system:kube-scheduler"))
         kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
         if "kube-controller-manager" not in self._extra:
             self.start_process(
                 "kube-controller-manager",
                 [
                     str(self.assets_dir / "kube-controller-manager"),
-                    *common,
+                    *common(kcm_config),
                     f"--secure-port={kcm_port}",
                     f"--root-ca-file={self.pki.ca_cert}",
                     f"--service-account-private-key-file={self.pki.sa_private_key}",
                     f"--cluster-signing-cert-file={self.pki.ca_cert}",
                     f"--cluster-signing-key-file={self.pki.ca_key}",
-                    "--use-service-account-credentials=false",
+                    f"--use-service-account-credentials={str(component_identities).lower()}",
                     # No cloud, no real nodes: evict nothing just because kwok lags a little.
                     "--node-monitor-grace-period=120s",
                 ],
@@ -677,10 +704,10 @@ class ControlPlane:
         if "kube-scheduler" not in self._extra:
             self.start_process(
                 "kube-scheduler",
-                [str(self.assets_dir / "kube-scheduler"), *common, f"--secure-port={scheduler_port}"],
+                [str(self.assets_dir / "kube-scheduler"), *common(scheduler_config), f"--secure-port={scheduler_port}"],
                 ready=lambda: self._http_ok(f"https://127.0.0.1:{scheduler_port}/healthz"),
             )
-        if "kwok" not in self._extra:
+        if kwok and "kwok" not in self._extra:
             self.kubectl("apply", f"--filename={self.assets_dir / 'kwok-storage-class.yaml'}")
             self.start_process(
                 "kwok",
@@ -829,6 +856,20 @@ class ControlPlane:
         """
         token = self.service_account_token(namespace, name, create=create)
         return self.token_kubeconfig(token, f"sa-{namespace}-{name}")
+
+    def client_cert_kubeconfig(self, common_name: str, organization: str | None = None) -> Path:
+        """A kubeconfig authenticating with a fresh client certificate for ``common_name`` (in ``organization``).
+
+        For identities the bootstrap RBAC knows by name (``system:kube-controller-manager``,
+        ``system:kube-scheduler``)."""
+        assert self.pki is not None
+        stem = self.pki_dir / common_name.replace(":", "-")
+        cert, key = self.pki.issue_client_cert(stem, common_name, organization)
+        return self._write_kubeconfig(
+            stem.with_suffix(".kubeconfig"),
+            user={"client-certificate": str(cert), "client-key": str(key)},
+            user_name=common_name.replace(":", "-"),
+        )
 
     def token_kubeconfig(self, token: str, user_name: str) -> Path:
         """Write a kubeconfig for a bearer token; returns its path."""

@@ -19,6 +19,9 @@ Invariants (the hygiene a CI tier needs):
   containerd's ``k8s.io`` namespace under their own and their public names (``docker.io/library/...``), so
   manifests with the operator's default images run; containerd's image store is cached between runs
   (``~/.cache/multinic/node``), so an unchanged archive is imported once;
+* **volumes as in a cluster** - the default StorageClass :data:`STORAGE_CLASS` binds claims to ``local``
+  volumes on this node made with :meth:`Node.add_local_volume` (kubelet applies ``fsGroup`` to them, so
+  non-root pods can write); their directories live in the node's work dir;
 * **Services and cluster DNS as in a cluster** - kube-proxy (iptables mode, masquerading all Service
   traffic so no host sysctl has to change) makes Service IPs, the ``kubernetes`` Service included, reachable
   from pods and from the host; CoreDNS runs as a host process on the node IP (kubelet's ``clusterDNS``), so
@@ -29,7 +32,7 @@ Invariants (the hygiene a CI tier needs):
 Usage::
 
     with ControlPlane(assets, kubelet_client=True) as cp:
-        cp.start_workloads(nodes=())        # controller-manager + scheduler; no fake nodes
+        cp.start_workloads(nodes=(), kwok=False, component_identities=True)  # no fake nodes
         with Node(cp, assets) as node:      # Ready node named multinic-node, images imported
             cp.kubectl("run", ...)
 """
@@ -63,6 +66,8 @@ POD_SUBNET = "10.244.7.0/24"
 POD_GATEWAY = "10.244.7.1"
 CNI_NETWORK = "multinic-node"
 CLUSTER_DOMAIN = "cluster.local"
+#: The default StorageClass: pre-created local volumes on this node (no provisioner), see Node.add_local_volume.
+STORAGE_CLASS = "multinic-node-local"
 LOCK_PATH = Path("/run/lock/multinic-node.lock")
 STATE_PATH = Path("/run/multinic-node/state.json")
 RUN_DIR = Path("/run/multinic-node")
@@ -299,6 +304,7 @@ class Node:
                 mark = time.monotonic()
                 self._start_kube_proxy()
                 self.timings["kube_proxy"] = time.monotonic() - mark
+            self._storage_class()
         except BaseException:
             logs = self.format_log_tails()
             self.stop()
@@ -710,7 +716,65 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             self._ctr("tasks", "delete", "--force", container, check=False, timeout=20)
             self._ctr("containers", "delete", container, check=False, timeout=20)
 
+    def _storage_class(self) -> None:
+        """The cluster's default StorageClass: local volumes on this node (:meth:`add_local_volume`)."""
+        storage_class = {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Retain",
+        }
+        self.cp.kubectl("apply", "--filename=-", stdin=json.dumps(storage_class))
+
     # -- helpers for tests ---------------------------------------------------------------
+
+    def add_local_volume(self, name: str, size: str = "20Gi") -> Path:
+        """A ``local`` PersistentVolume of :data:`STORAGE_CLASS` on this node; returns its host directory.
+
+        Why local and not hostPath: kubelet applies the pod's ``fsGroup`` to local volumes, so non-root
+        workloads (MariaDB as UID 999) can write them, as with a CSI driver in a real cluster.  There is no
+        provisioner: a claim binds to a volume created here beforehand (``size`` is nominal, it must only be at
+        least what the claim asks).  The directory lives in the node's work dir, removed at teardown.
+        """
+        path = self.work_dir / "volumes" / name
+        path.mkdir(parents=True, exist_ok=True)
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "local": {"path": str(path)},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [NODE_NAME]}
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+        self.cp.kubectl("apply", "--filename=-", stdin=json.dumps(volume))
+        return path
+
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL a container's main process, as a crash or the OOM killer would (no graceful shutdown).
+
+        ``container_id`` as in a pod's ``status.containerStatuses[].containerID`` (``containerd://`` or bare).
+        """
+        self._ctr("tasks", "kill", "--signal=SIGKILL", container_id.removeprefix("containerd://"), timeout=20)
 
     def pod_ip(self, namespace: str, name: str) -> str:
         return self.cp.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.podIP}").stdout.strip()

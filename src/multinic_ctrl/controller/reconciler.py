@@ -11,9 +11,10 @@ Transient problems (OpenStack or MariaDB unavailable) raise, so the work queue r
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
@@ -22,7 +23,9 @@ import structlog
 from multinic_ctrl import metrics
 from multinic_ctrl.controller.desired import desired_rows, port_problem, rows_to_keep
 from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
+from multinic_ctrl.controller.peers import CallForecast, peer_group
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
+from multinic_ctrl.controller.resync import MIN_GAP, identity_phase
 from multinic_ctrl.controller.spec import (
     ConfigSpec,
     CredentialsError,
@@ -43,7 +46,7 @@ from multinic_ctrl.controller.status import (
     vm_report,
     without_volatile,
 )
-from multinic_ctrl.controller.trigger import Decision, TriggerPolicy, decide, format_duration
+from multinic_ctrl.controller.trigger import Decision, Mode, TriggerPolicy, decide, format_duration
 from multinic_ctrl.controller.triggers import (
     HANDLED_FIELD,
     TriggerState,
@@ -75,8 +78,10 @@ from multinic_ctrl.openstack import (
     AmbiguousServer,
     AmbiguousSubnet,
     AuthenticationError,
+    Credentials,
     EndpointNotAllowed,
     Observation,
+    ObservationCoalescer,
     OpenStackClient,
     OpenStackError,
     PermissionDenied,
@@ -94,6 +99,10 @@ _KEPT_ON_ERROR = frozenset(
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -120,6 +129,14 @@ class ReconcilerDeps:
     error_retry: dt.timedelta = ERROR_RETRY
     blocked_by: Callable[[str], list[str]] = lambda _key: []
     """Keys of configs whose status reports a port conflict with the config `key` (an informer index)."""
+    coalescer: ObservationCoalescer | None = None
+    """Shares observations among configs of one identity; None: every config is observed alone."""
+    due_since: Callable[[str], float | None] = lambda _key: None
+    """When the key being reconciled was last queued (the work queue's clock): the observation must be newer."""
+    forecast: CallForecast = field(default_factory=CallForecast)
+    """When each config will next call OpenStack (read by the coalescer's peer lookup)."""
+    monotonic: Callable[[], float] = _loop_time
+    """The work queue's clock."""
 
 
 class OpenstackConfigReconciler:
@@ -130,6 +147,8 @@ class OpenstackConfigReconciler:
         namespace, name = split_key(key)
         assert namespace is not None, "OpenstackConfig is namespaced"
         obj = self.d.configs.get(key)
+        if obj is None or is_being_deleted(obj):
+            self.d.forecast.forget(key)
         if obj is None:
             # Gone without our finalizer running (finalizer stripped by hand, or deleted while we were down
             # before we added it): its rows must still go, or the agent keeps configuring NICs for it.
@@ -210,12 +229,14 @@ class OpenstackConfigReconciler:
 
     # -------------------------------------------------------------------------------------------- sync
     async def _sync(self, obj: dict[str, Any], namespace: str, name: str) -> Result:
+        key = f"{namespace}/{name}"
         policy = self.d.triggers.policy
         mode = policy.mode.value
         bound = log.bind(namespace=namespace, name=name)
         try:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
+            self._expect_call(key, obj, None)
             await self._write_error(obj, "InvalidSpec", str(exc), [Condition("Ready", False, "InvalidSpec", str(exc))])
             metrics.RECONCILE_TOTAL.labels(result="error", trigger="cr-change").inc()
             return DONE  # only a spec change can fix it
@@ -223,6 +244,7 @@ class OpenstackConfigReconciler:
             secret_data, secret_versions = await self._read_secrets(namespace, spec)
             credentials = resolve_credentials(spec, secret_data)
         except CredentialsError as exc:
+            self._expect_call(key, obj, None)
             message = f"Credentials unavailable: {exc}"
             await self._write_error(
                 obj,
@@ -243,7 +265,10 @@ class OpenstackConfigReconciler:
         now = self.d.clock()
         created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
         trigger_request = pending_trigger(obj)
-        decision = _decide(self.d.triggers.policy, state, digest, trigger_request is not None, created, now)
+        # Immediate mode resyncs on the identity's common slots, so a project's configs share one observation.
+        phase = identity_phase(credentials, policy.resync) if policy.mode is Mode.IMMEDIATE else None
+        decision = _decide(policy, state, digest, trigger_request is not None, created, now, phase)
+        self._expect_call(key, obj, decision.next_requeue)
         if not decision.call_openstack:
             bound.info(
                 "Reconcile skipped due to trigger configuration",
@@ -255,7 +280,7 @@ class OpenstackConfigReconciler:
             metrics.RECONCILE_TOTAL.labels(result="skipped", trigger=decision.reason).inc()
             if decision.is_cr_change_event:
                 await self._write_pending(obj, decision, now)
-            return _requeue(decision.next_requeue)
+            return self._requeue(now, decision.next_requeue)
         if decision.is_cr_change_event and (policy.immediate_on_cr_change or mode == "immediate"):
             bound.info("Immediate reconcile triggered by CR change event", mode=mode)
         bound.info(
@@ -263,8 +288,9 @@ class OpenstackConfigReconciler:
         )
 
         try:
-            observation = await self.d.openstack.observe(credentials, spec.vm_names, spec.subnet_name)
+            observation = await self._observe(key, namespace, spec, credentials)
         except OpenStackError as exc:
+            self._expect_call(key, obj, self.d.error_retry if not exc.transient else dt.timedelta(0))
             return await self._openstack_failed(obj, exc, decision)
         desired = desired_rows(observation)
         # Rows of VMs whose state is unknown (Nova could not vouch for them) stay; see rows_to_keep.
@@ -287,7 +313,35 @@ class OpenstackConfigReconciler:
             removed=len(result.diff.removed),
         )
         metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
-        return _requeue(decision.next_requeue)
+        return self._requeue(now, decision.next_requeue)
+
+    async def _observe(self, key: str, namespace: str, spec: ConfigSpec, credentials: Credentials) -> Observation:
+        if self.d.coalescer is None:
+            return await self.d.openstack.observe(credentials, spec.vm_names, spec.subnet_name)
+        return await self.d.coalescer.observe(
+            credentials,
+            spec.vm_names,
+            spec.subnet_name,
+            due=self.d.due_since(key),
+            key=key,
+            group=peer_group(namespace, spec),
+        )
+
+    def _requeue(self, decided_at: dt.datetime, delay: dt.timedelta | None) -> Result:
+        """Come back `delay` after `decided_at`: counted from the decision, not from now, so that configs of one
+        identity requeued for the same resync slot after reconciles of different lengths still come due
+        together (the queue counts the delay from when the reconcile returns). Resync slots are at least
+        MIN_GAP away; anything else waits at least a second (trigger.decide)."""
+        if delay is None:
+            return DONE
+        remaining = decided_at + delay - self.d.clock()
+        return Result(requeue_after=max(remaining.total_seconds(), MIN_GAP.total_seconds()))
+
+    def _expect_call(self, key: str, obj: Mapping[str, Any], after: dt.timedelta | None) -> None:
+        """Remember when this config will next call OpenStack if nothing changes (see `peers.CallForecast`)."""
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
+        when = None if after is None else self.d.monotonic() + after.total_seconds()
+        self.d.forecast.record(key, generation, when)
 
     async def _read_secrets(
         self, namespace: str, spec: ConfigSpec
@@ -501,6 +555,7 @@ def _decide(
     webhook_requested: bool,
     created: dt.datetime,
     now: dt.datetime,
+    phase: dt.timedelta | None = None,
 ) -> Decision:
     return decide(
         policy,
@@ -509,12 +564,9 @@ def _decide(
         last_sync=state.last_sync_at if state is not None else None,
         created=created,
         now=now,
+        phase=phase,
     )
 
 
 def _unknown_in(status: Mapping[str, Any]) -> list[str]:
     return [str(vm.get("name")) for vm in status.get("vms") or () if vm.get("status") == "UNKNOWN"]
-
-
-def _requeue(delay: dt.timedelta | None) -> Result:
-    return DONE if delay is None else Result(requeue_after=max(delay.total_seconds(), 1.0))

@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 
 from multinic_ctrl.controller.clients import openstack_client
+from multinic_ctrl.controller.peers import PEER_INDEX, CallForecast, PeerFinder, peer_groups
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
 from multinic_ctrl.controller.spec import SpecError, parse_spec
@@ -39,7 +40,7 @@ from multinic_ctrl.kube import (
     split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
-from multinic_ctrl.openstack import OpenStackError
+from multinic_ctrl.openstack import ObservationCoalescer, OpenStackError
 from multinic_ctrl.server import NotReady, ProbeServer
 from multinic_ctrl.settings import Settings
 
@@ -47,6 +48,7 @@ log = structlog.get_logger(__name__)
 
 SHUTDOWN_DEADLINE = 8.0  # twice (queue drain, then tasks): inside the process's 20 s grace period
 _RECORD_CONCURRENCY = 8  # webhook trigger patches in flight at once
+ORPHAN_CHECK_INTERVAL = 300.0  # seconds between orphan checks (RESYNC_INTERVAL when that is longer)
 
 
 class StoreView:
@@ -237,7 +239,8 @@ class ControllerService:
         """Rows are removed when their config's key is processed; a config deleted while the controller was
         gone (or whose finalizer was removed by hand) is never processed again. So, once the caches have synced
         and while leading, compare the configs that have rows or state with the cache and queue the missing
-        ones: the reconciler removes their rows as for any config that is gone. Repeated every resync."""
+        ones: the reconciler removes their rows as for any config that is gone. Repeated every 5 minutes (or every
+        resync, if longer)."""
         while True:  # ends by cancellation at shutdown (returning early would count as a dead task)
             if self.synced and self.controller is not None and (self.elector is None or self.elector.is_leader):
                 watched = set(self.settings.namespaces)
@@ -256,7 +259,8 @@ class ControllerService:
                         log.info("Rows of configs that no longer exist found; removing", configs=orphans)
                     for key in orphans:
                         self.controller.queue.add(key)
-                delay = self.settings.controller.resync_seconds
+                # Not tied to a short OpenStack resync: the check reads every config's key from the database.
+                delay = max(self.settings.controller.resync_seconds, ORPHAN_CHECK_INTERVAL)
             else:
                 delay = 1.0  # not synced or not leading yet: look again soon
             await asyncio.sleep(delay)
@@ -268,7 +272,7 @@ class ControllerService:
                 kube,
                 OPENSTACKCONFIGS,
                 namespace=ns,
-                indexers={SECRET_INDEX: referenced_secrets, CONFLICT_INDEX: blocking_owners},
+                indexers={SECRET_INDEX: referenced_secrets, CONFLICT_INDEX: blocking_owners, PEER_INDEX: peer_groups},
             )
             for ns in namespaces
         ]
@@ -286,6 +290,22 @@ class ControllerService:
         self.secret_informers = secret_informers = [
             Informer(kube, SECRET_METADATA, namespace=ns, transform=identity_only) for ns in namespaces
         ]
+        forecast = CallForecast()
+        # Observations are shared per identity, with the queued configs of the same peer group taken along.
+        coalescer = ObservationCoalescer(
+            openstack,
+            window=cfg.coalesce_window,
+            peers=PeerFinder(
+                members=lambda group: [
+                    k for informer in self.config_informers for k in informer.store.index_keys(PEER_INDEX, group)
+                ],
+                get=self.configs.get,
+                is_queued=lambda key: self.controller is not None and self.controller.queue.is_queued(key),
+                forecast=forecast,
+                policy=lambda: self.triggers.policy,
+                now=lambda: asyncio.get_running_loop().time(),
+            ),
+        )
         reconciler = OpenstackConfigReconciler(
             ReconcilerDeps(
                 kube=kube,
@@ -296,6 +316,9 @@ class ControllerService:
                 triggers=self.triggers,
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
                 blocked_by=self._blocked_by,
+                coalescer=coalescer,
+                due_since=lambda key: self.controller.queue.due_since(key) if self.controller is not None else None,
+                forecast=forecast,
             )
         )
         self.controller = controller = Controller(
@@ -352,6 +375,7 @@ class ControllerService:
             # In-flight reconciles finish and no new ones start; the leader task then returns and releases its
             # Lease; informers and the event recorder are cancelled last.
             await sup.shutdown(2 * SHUTDOWN_DEADLINE, drain=lambda: controller.shutdown(SHUTDOWN_DEADLINE))
+            await coalescer.close()
             await openstack.close()
             await kube.close()
 

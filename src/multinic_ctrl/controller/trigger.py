@@ -5,7 +5,9 @@ last successful sync (hash comparison - covers create, spec edits and rotated Se
 when the config last synced (or was created), and now. Output: call OpenStack or not, and when to look again.
 
 Semantics per mode:
-- immediate: CR changes at once; a periodic resync (default 5 m) re-reads OpenStack for changes made there.
+- immediate: CR changes at once; a periodic resync (default 30 s) re-reads OpenStack for changes made there.
+  Given the identity's `phase`, resyncs fall on that identity's common slots (see `resync.py`), so all
+  configs of a project come due together and share one observation.
 - scheduled: every `interval` after the last sync (or at the next `schedule` cron time in `timezone`); CR
   changes at once only with `immediateOnCRChange`, else they wait for the next slot.
 - manual: only CR create/spec change (deletion is handled before the policy); never periodic.
@@ -23,9 +25,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from multinic_ctrl.controller.resync import TOLERANCE, next_slot
 from multinic_ctrl.controller.schedule import CronSchedule, ScheduleError
 
-DEFAULT_RESYNC = dt.timedelta(minutes=5)
+DEFAULT_RESYNC = dt.timedelta(seconds=30)
 DEFAULT_INTERVAL = dt.timedelta(minutes=15)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
@@ -72,10 +75,13 @@ class TriggerPolicy:
     schedule: CronSchedule | None = None
     resync: dt.timedelta = DEFAULT_RESYNC
 
-    def next_due(self, anchor: dt.datetime) -> dt.datetime:
-        """When a periodic reconcile is next due, counting from the last sync (or creation)."""
+    def next_due(self, anchor: dt.datetime, phase: dt.timedelta | None = None) -> dt.datetime:
+        """When a periodic reconcile is next due, counting from the last sync (or creation). `phase`: the
+        identity's resync phase - immediate mode then uses the identity's next slot instead of anchor + resync."""
         if self.mode is Mode.SCHEDULED:
             return self.schedule.next_after(anchor) if self.schedule else anchor + self.interval
+        if phase is not None:
+            return next_slot(anchor, self.resync, phase)
         return anchor + self.resync
 
 
@@ -127,14 +133,19 @@ def decide(
     last_sync: dt.datetime | None,
     created: dt.datetime,
     now: dt.datetime,
+    phase: dt.timedelta | None = None,
 ) -> Decision:
+    """`phase`: the config's identity's resync phase (immediate mode's aligned slots); None: no alignment."""
     mode = policy.mode
     periodic = mode in (Mode.IMMEDIATE, Mode.SCHEDULED)
     anchor = last_sync or created
-    due_at = policy.next_due(anchor) if periodic else None
+    due_at = policy.next_due(anchor, phase) if periodic else None
     if mode is Mode.IMMEDIATE and last_sync is None:
         due_at = now  # never synced: nothing to wait for
-    after_success = policy.next_due(now) - now if periodic else None
+    # Requeued for its slot by the queue's clock, a config may arrive a hair early by the wall clock: on time.
+    early = TOLERANCE if mode is Mode.IMMEDIATE and phase is not None else dt.timedelta(0)
+    reached = due_at is not None and now >= due_at - early
+    after_success = policy.next_due(now, phase) - now if periodic else None
 
     def wait() -> dt.timedelta | None:
         return max(due_at - now, dt.timedelta(seconds=1)) if due_at is not None else None
@@ -144,10 +155,10 @@ def decide(
     if spec_changed:
         if mode in (Mode.IMMEDIATE, Mode.MANUAL) or policy.immediate_on_cr_change:
             return Decision(True, True, "cr-change", after_success)
-        if mode is Mode.SCHEDULED and due_at is not None and now >= due_at:
+        if mode is Mode.SCHEDULED and reached:
             return Decision(True, True, "schedule", after_success)
         reason = "waiting-for-webhook" if mode is Mode.WEBHOOK else "waiting-for-schedule"
         return Decision(False, True, reason, wait())
-    if due_at is not None and now >= due_at:
+    if reached:
         return Decision(True, False, "resync" if mode is Mode.IMMEDIATE else "schedule", after_success)
     return Decision(False, False, "unchanged", wait())

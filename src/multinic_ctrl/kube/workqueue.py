@@ -189,6 +189,8 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._added_at: dict[str, float] = {}
+        self._last_added: dict[str, float] = {}  # latest add of each dirty key (its "due" time, see due_since)
+        self._due: dict[str, float] = {}  # processing key -> latest add before it was handed out
         self._started_at: dict[str, float] = {}
         self._getters: deque[asyncio.Future[None]] = deque()
         # delayed adds: heap of (ready_at, seq, key) plus the earliest ready time per key (dedup of waits)
@@ -226,10 +228,25 @@ class WorkQueue:
     def num_requeues(self, key: str) -> int:
         return self._limiter.num_requeues(key)
 
+    def is_queued(self, key: str) -> bool:
+        """Whether `key` waits to be handed out (queued, or re-added while a worker holds it)."""
+        return key in self._dirty
+
+    def due_since(self, key: str) -> float | None:
+        """For a key being processed: the clock time of the latest `add` before it was handed out.
+
+        Whatever made it due happened before then, so anything read after that time reflects it (the
+        controller uses this to share OpenStack observations among the configs they are fresh enough for).
+        """
+        return self._due.get(key)
+
     # ---- adding -----------------------------------------------------------------------------------
     def add(self, key: str) -> None:
         """Queue `key` now; a no-op if it is already waiting to be processed."""
-        if self._shutting_down or key in self._dirty:
+        if self._shutting_down:
+            return
+        self._last_added[key] = self._clock.now()
+        if key in self._dirty:
             return
         self._adds.inc()
         self._dirty.add(key)
@@ -283,6 +300,7 @@ class WorkQueue:
                 if added is not None:
                     self._queue_duration.observe(max(0.0, now - added))
                 self._started_at[key] = now
+                self._due[key] = self._last_added.pop(key, now)
                 return key
             getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._getters.append(getter)
@@ -301,6 +319,7 @@ class WorkQueue:
         if key not in self._processing:
             return
         self._processing.discard(key)
+        self._due.pop(key, None)
         started = self._started_at.pop(key, None)
         if started is not None:
             self._work_duration.observe(max(0.0, self._clock.now() - started))
@@ -374,6 +393,7 @@ class WorkQueue:
             )
             self._queue.clear()
             self._dirty.clear()
+            self._last_added.clear()
             self._waiting.clear()
             self._waiting_ready.clear()
             self._depth.set(0)

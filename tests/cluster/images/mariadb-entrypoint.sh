@@ -32,6 +32,10 @@ if [[ "${1:-}" == "" || "${1:-}" == mariadbd || "${1:-}" == mysqld ]]; then
             sleep 0.5
         done
         {
+            # Like the official entrypoint: mariadb-install-db also made password-less root@127.0.0.1, root@::1 and
+            # root@HOSTNAME; they would shadow root@'%' for TCP connections from inside the pod.
+            printf "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';\n"
+            printf '%s\n' "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@''', @@hostname, '''');"
             printf "ALTER USER 'root'@'localhost' IDENTIFIED BY %s;\n" "$(sql_string "$root_password")"
             printf "CREATE USER IF NOT EXISTS 'root'@'%%' IDENTIFIED BY %s;\n" "$(sql_string "$root_password")"
             printf "GRANT ALL ON *.* TO 'root'@'%%' WITH GRANT OPTION;\n"

@@ -118,7 +118,7 @@ def test_no_configuration_means_immediate(trigger: dict[str, Any] | None) -> Non
     policy = parse_policy(trigger)
     assert policy == TriggerPolicy()
     assert policy.mode is Mode.IMMEDIATE
-    assert policy.resync == DEFAULT_RESYNC == dt.timedelta(minutes=5)
+    assert policy.resync == DEFAULT_RESYNC == dt.timedelta(seconds=30)
     assert policy.interval == DEFAULT_INTERVAL == dt.timedelta(minutes=15)
     assert policy.immediate_on_cr_change is False
     assert policy.schedule is None
@@ -207,7 +207,9 @@ def test_trigger_config_error_is_a_value_error() -> None:
 
 
 def policy(mode: str, *, ioc: bool = False, **extra: Any) -> TriggerPolicy:
-    return parse_policy({"mode": mode, "immediateOnCRChange": ioc, **extra})
+    """The tables below count in a 5-minute resync (written with it as the default; the arithmetic is the same
+    for any interval). Without an identity phase, immediate mode counts from the last sync."""
+    return parse_policy({"mode": mode, "immediateOnCRChange": ioc, **extra}, resync=5 * M)
 
 
 @dataclass(frozen=True)
