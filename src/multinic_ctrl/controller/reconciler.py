@@ -23,6 +23,7 @@ import structlog
 from multinic_ctrl import metrics
 from multinic_ctrl.controller.desired import desired_rows, port_problem, rows_to_keep
 from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
+from multinic_ctrl.controller.notified import NotificationBridge, notified
 from multinic_ctrl.controller.peers import CallForecast, peer_group
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
 from multinic_ctrl.controller.resync import MIN_GAP, identity_phase
@@ -129,6 +130,8 @@ class ReconcilerDeps:
     error_retry: dt.timedelta = ERROR_RETRY
     blocked_by: Callable[[str], list[str]] = lambda _key: []
     """Keys of configs whose status reports a port conflict with the config `key` (an informer index)."""
+    notifications: NotificationBridge | None = None
+    """The OpenStack notification listener's directory and marks (controller/notified.py); None: polling only."""
     coalescer: ObservationCoalescer | None = None
     """Shares observations among configs of one identity; None: every config is observed alone."""
     due_since: Callable[[str], float | None] = lambda _key: None
@@ -269,6 +272,10 @@ class OpenstackConfigReconciler:
         phase = identity_phase(credentials, policy.resync) if policy.mode is Mode.IMMEDIATE else None
         decision = _decide(policy, state, digest, trigger_request is not None, created, now, phase)
         self._expect_call(key, obj, decision.next_requeue)
+        notes = self.d.notifications
+        mark = notes.seen(f"{namespace}/{name}", credentials) if notes is not None else None
+        if mark is not None:
+            decision = notified(self.d.triggers.policy, decision)
         if not decision.call_openstack:
             bound.info(
                 "Reconcile skipped due to trigger configuration",
@@ -298,6 +305,8 @@ class OpenstackConfigReconciler:
         result = await self.d.repo.apply(
             namespace, name, desired, keep=keep, spec_hash=digest, synced_at=now
         )  # raises: backoff
+        if notes is not None:
+            notes.synced(f"{namespace}/{name}", credentials, mark)
         await self._write_synced(obj, spec, observation, result, now, decision)
         if result.diff.removed:
             await self._release_conflicts(f"{namespace}/{name}")

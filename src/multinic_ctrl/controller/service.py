@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 
 from multinic_ctrl.controller.clients import openstack_client
+from multinic_ctrl.controller.notified import NotificationBridge
 from multinic_ctrl.controller.peers import PEER_INDEX, CallForecast, PeerFinder, peer_groups
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
@@ -40,7 +41,7 @@ from multinic_ctrl.kube import (
     split_key,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
-from multinic_ctrl.openstack import ObservationCoalescer, OpenStackError
+from multinic_ctrl.openstack import ObservationCoalescer, OpenStackClient, OpenStackError
 from multinic_ctrl.server import NotReady, ProbeServer
 from multinic_ctrl.settings import Settings
 
@@ -265,6 +266,24 @@ class ControllerService:
                 delay = 1.0  # not synced or not leading yet: look again soon
             await asyncio.sleep(delay)
 
+    def _notification_bridge(self, openstack: OpenStackClient) -> NotificationBridge | None:
+        """The opt-in OpenStack notification listener (OPENSTACK_NOTIFICATIONS_URL), wired to this replica's
+        queue; it queues nothing unless this replica leads (see controller/notified.py)."""
+        settings = self.settings.controller.notifications
+        if settings is None:
+            return None
+        bridge = NotificationBridge(
+            settings,
+            exists=lambda key: self.configs.get(key) is not None,
+            enqueue=lambda key: self.controller.queue.add(key) if self.controller is not None else None,
+            mode=lambda: self.triggers.policy.mode,
+            leading=lambda: self.elector is None or self.elector.is_leader,
+            token_project=lambda creds: getattr(openstack.tokens.cached(creds), "project_id", None),
+        )
+        for informer in self.config_informers:
+            informer.add_handler(on_delete=lambda obj: bridge.forget(_key_of(obj)), read_only=True)
+        return bridge
+
     def make_config_informers(self, kube: KubeClient, namespaces: Sequence[str | None]) -> list[Informer]:
         """One OpenstackConfig informer per watched namespace, indexed by the Secrets each config references."""
         informers = [
@@ -316,6 +335,7 @@ class ControllerService:
                 triggers=self.triggers,
                 error_retry=dt.timedelta(seconds=cfg.error_retry_seconds),
                 blocked_by=self._blocked_by,
+                notifications=self._notification_bridge(openstack),
                 coalescer=coalescer,
                 due_since=lambda key: self.controller.queue.due_since(key) if self.controller is not None else None,
                 forecast=forecast,
@@ -357,6 +377,8 @@ class ControllerService:
         for informer in [*self.config_informers, *secret_informers]:
             sup.spawn(f"informer/{informer.name}/{informer.namespace or '*'}", informer.run())
         sup.spawn("events", events.run())
+        if reconciler.d.notifications is not None:
+            sup.spawn("notifications", reconciler.d.notifications.run())
         try:
             await migrate_until_done(self.settings.database, stop)
             if stop.is_set():
@@ -378,6 +400,11 @@ class ControllerService:
             await coalescer.close()
             await openstack.close()
             await kube.close()
+
+
+def _key_of(obj: JsonObj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 def _observe_result(_key: str, outcome: str, _seconds: float) -> None:

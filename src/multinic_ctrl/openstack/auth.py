@@ -120,6 +120,11 @@ class TokenManager:
             del self._cache[min(self._cache, key=lambda k: self._cache[k].deadline)]
         self._cache[key] = token
 
+    def cached(self, creds: Credentials) -> Token | None:
+        """The valid token of `creds` if one is cached; never authenticates (callers that must not wait)."""
+        token = self._cache.get(creds.cache_key())
+        return token if token is not None and self._clock() < token.deadline else None
+
     def invalidate(self, creds: Credentials, token: Token) -> None:
         """Forget `token` (only if it is still the cached one: another caller may have refreshed it)."""
         key = creds.cache_key()
