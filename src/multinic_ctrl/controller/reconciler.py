@@ -287,7 +287,7 @@ class OpenstackConfigReconciler:
             metrics.RECONCILE_TOTAL.labels(result="skipped", trigger=decision.reason).inc()
             if decision.is_cr_change_event:
                 await self._write_pending(obj, decision, now)
-            return self._requeue(now, decision.next_requeue)
+            return self._requeue(now, decision.next_requeue, phase)
         if decision.is_cr_change_event and (policy.immediate_on_cr_change or mode == "immediate"):
             bound.info("Immediate reconcile triggered by CR change event", mode=mode)
         bound.info(
@@ -322,7 +322,7 @@ class OpenstackConfigReconciler:
             removed=len(result.diff.removed),
         )
         metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
-        return self._requeue(now, decision.next_requeue)
+        return self._requeue(now, decision.next_requeue, phase)
 
     async def _observe(self, key: str, namespace: str, spec: ConfigSpec, credentials: Credentials) -> Observation:
         if self.d.coalescer is None:
@@ -336,14 +336,18 @@ class OpenstackConfigReconciler:
             group=peer_group(namespace, spec),
         )
 
-    def _requeue(self, decided_at: dt.datetime, delay: dt.timedelta | None) -> Result:
+    def _requeue(self, decided_at: dt.datetime, delay: dt.timedelta | None, phase: dt.timedelta | None) -> Result:
         """Come back `delay` after `decided_at`: counted from the decision, not from now, so that configs of one
         identity requeued for the same resync slot after reconciles of different lengths still come due
-        together (the queue counts the delay from when the reconcile returns). Resync slots are at least
-        MIN_GAP away; anything else waits at least a second (trigger.decide)."""
+        together (the queue counts the delay from when the reconcile returns). A reconcile so slow that its slot
+        is (nearly) gone waits for its identity's next slot rather than coming alone, just late: it has just
+        synced. Anything else waits at least a second (trigger.decide)."""
         if delay is None:
             return DONE
-        remaining = decided_at + delay - self.d.clock()
+        now = self.d.clock()
+        remaining = decided_at + delay - now
+        if remaining < MIN_GAP and phase is not None and self.d.triggers.policy.mode is Mode.IMMEDIATE:
+            remaining = self.d.triggers.policy.next_due(now, phase) - now
         return Result(requeue_after=max(remaining.total_seconds(), MIN_GAP.total_seconds()))
 
     def _expect_call(self, key: str, obj: Mapping[str, Any], after: dt.timedelta | None) -> None:

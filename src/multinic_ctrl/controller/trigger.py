@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from multinic_ctrl.controller.resync import TOLERANCE, next_slot
+from multinic_ctrl.controller.resync import MIN_GAP, TOLERANCE, next_slot
 from multinic_ctrl.controller.schedule import CronSchedule, ScheduleError
 
 DEFAULT_RESYNC = dt.timedelta(seconds=30)
@@ -148,7 +148,9 @@ def decide(
     after_success = policy.next_due(now, phase) - now if periodic else None
 
     def wait() -> dt.timedelta | None:
-        return max(due_at - now, dt.timedelta(seconds=1)) if due_at is not None else None
+        # A resync slot may be closer than a second (the requeue then arrives just after it, with its peers).
+        floor = MIN_GAP if early else dt.timedelta(seconds=1)
+        return max(due_at - now, floor) if due_at is not None else None
 
     if webhook_requested:
         return Decision(True, spec_changed, "webhook", after_success)

@@ -7,8 +7,10 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resync import EPOCH, MIN_GAP, TOLERANCE, identity_phase, next_slot
 from multinic_ctrl.controller.trigger import Mode, TriggerPolicy, decide
+from multinic_ctrl.controller.triggers import TriggerState
 from multinic_ctrl.openstack import Credentials
 
 S = dt.timedelta(seconds=1)
@@ -152,3 +154,52 @@ def test_other_modes_ignore_the_phase() -> None:
                     "now": NOW + elapsed,
                 }
                 assert decide(pol, **args, phase=phase) == decide(pol, **args)  # type: ignore[arg-type]
+
+
+def test_a_config_checked_just_before_its_slot_comes_back_at_the_slot() -> None:
+    phase = identity_phase(creds(), INTERVAL)
+    slot = next_slot(NOW, INTERVAL, phase)
+    last = slot - INTERVAL
+    near = decide(
+        IMM, spec_changed=False, webhook_requested=False, last_sync=last, created=last, now=slot - 0.7 * S, phase=phase
+    )
+    assert not near.call_openstack and near.next_requeue == 0.7 * S  # not a second later, with its peers gone
+
+
+def reconciler_at(clock: list[dt.datetime]) -> OpenstackConfigReconciler:
+    deps = ReconcilerDeps(
+        kube=None,  # type: ignore[arg-type]
+        configs=None,  # type: ignore[arg-type]
+        repo=None,  # type: ignore[arg-type]
+        openstack=None,  # type: ignore[arg-type]
+        events=None,  # type: ignore[arg-type]
+        triggers=TriggerState(IMM),
+        clock=lambda: clock[0],
+    )
+    return OpenstackConfigReconciler(deps)
+
+
+def test_requeues_count_from_the_decision_so_one_identity_stays_on_its_slot() -> None:
+    phase = identity_phase(creds(), INTERVAL)
+    slot = next_slot(NOW, INTERVAL, phase)
+    decided = slot + 2 * S
+    clock = [decided]
+    reconciler = reconciler_at(clock)
+    decision = decide(
+        IMM,
+        spec_changed=False,
+        webhook_requested=False,
+        last_sync=slot - INTERVAL,
+        created=NOW,
+        now=decided,
+        phase=phase,
+    )
+    assert decision.next_requeue is not None
+    for took in (0.01, 0.4, 3.0):  # reconciles of different lengths ...
+        clock[0] = decided + took * S
+        result = reconciler._requeue(decided, decision.next_requeue, phase)
+        assert result.requeue_after is not None
+        assert clock[0] + result.requeue_after * S == slot + INTERVAL  # ... all come back at the next slot
+    clock[0] = slot + INTERVAL - 0.2 * S  # so slow that the slot is nearly gone: the one after, not alone
+    result = reconciler._requeue(decided, decision.next_requeue, phase)
+    assert result.requeue_after is not None and clock[0] + result.requeue_after * S == slot + 2 * INTERVAL
