@@ -184,6 +184,13 @@ def test_controller_deployment_read_only_non_root_with_mariadb(cluster: Cluster,
                     {"name": "DB_PASSWORD_FILE", "value": "/secrets/password"},
                 ],
                 "ports": [{"name": "probes", "containerPort": PROBE_PORT}],
+                # As the operator's Deployment does: liveness only after a startup probe passed, so a start slowed
+                # down by a busy machine is not mistaken for a hung process (a restart would fail the test below).
+                "startupProbe": {
+                    "httpGet": {"path": "/healthz", "port": "probes"},
+                    "periodSeconds": 1,
+                    "failureThreshold": 120,
+                },
                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "probes"}, "periodSeconds": 2},
                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "probes"}, "periodSeconds": 1},
                 "securityContext": container_security_context(),
