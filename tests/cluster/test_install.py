@@ -275,6 +275,9 @@ def test_deploy_script_installs_the_operator_from_the_local_image(scenario: Scen
     assert done.returncode == 0, done.stderr
     assert f"image: {IMAGE} is in this node's containerd" in done.stdout
     assert "operator available" in done.stdout
+    # Every pod of the installation runs under Pod Security `restricted`, enforced by the apiserver.
+    labels = json.loads(scenario.kubectl("get", "namespace", NS, "-o", "json").stdout)["metadata"]["labels"]
+    assert labels.get("pod-security.kubernetes.io/enforce") == "restricted", labels
     operator = scenario.get("deployment", "multinic-operator")
     assert operator["status"].get("availableReplicas") == 2, operator["status"]
     pods = scenario.get("pods", "-l", OPERATOR_PODS)["items"]
@@ -311,6 +314,19 @@ def test_multinicoperator_runs_controller_and_mariadb_on_the_node(scenario: Scen
     assert all(s["restartCount"] == 0 for p in pods for s in p["status"]["containerStatuses"]), _pods_summary(pods)
     claim = scenario.get("pvc", f"data-{MARIADB_POD}")
     assert claim["status"]["phase"] == "Bound", claim["status"]
+    # Protection let Kubernetes' controllers do their work on the protected objects, under the identities a
+    # real cluster gives them (the claim from the StatefulSet's template above all), and denied none of it.
+    creators = {
+        e["user"]["username"]
+        for e in scenario.cluster.cp.audit_events()
+        if e.get("verb") == "create"
+        and e.get("objectRef", {}).get("resource") == "persistentvolumeclaims"
+        and e.get("objectRef", {}).get("name") == f"data-{MARIADB_POD}"
+        and e.get("responseStatus", {}).get("code") == 201
+    }
+    assert creators == {"system:serviceaccount:kube-system:statefulset-controller"}, creators
+    denials = scenario.get("events", "--field-selector=reason=MutationPrevented")["items"]
+    assert denials == [], [e["message"] for e in denials]
     # The operator made the protection webhook's configuration with its first installation.
     scenario.kubectl("get", "validatingwebhookconfiguration", PROTECTION_WEBHOOK)
     scenario.done.append("installation")
