@@ -164,3 +164,32 @@ async def test_manual_and_webhook_configs_are_never_observed_along(env: Env, mod
     assert observations(env) == 1
     # It asked for calm-07's servers only: none of the 19 idle configs was taken along.
     assert ports_query_devices(env) == [wanted]
+
+
+async def test_resyncs_write_only_what_changed(env: Env) -> None:
+    await env.stop()
+    await env.start(resync_seconds=2.0)
+    add_world(env, "hot", 20, 55)
+    names = [f"hot-{k:02d}" for k in range(10)]
+    for k, name in enumerate(names):
+        await env.create(body(env, name, vms_of(k, "hot", 2), "hot-subnet"))
+    await wait_for(lambda: all_synced(env, names), "all synced", timeout=60)
+    await asyncio.sleep(2.5)  # onto the slots
+    synced_at = {n: (await env.status(n))["lastSyncTime"] for n in names}
+    rows = await env.all_interfaces()
+    env.sim.request_log.clear()
+    await asyncio.sleep(4.5)
+    assert observations(env) >= 2  # OpenStack was read every round ...
+    assert await env.all_interfaces() == rows  # ... and nothing was written: rows (modified_at included) ...
+    assert {n: (await env.status(n))["lastSyncTime"] for n in names} == synced_at  # ... nor status
+    # A NIC hot-attached in OpenStack reaches its rows at the next round.
+    server = env.sim.state.find_server("hot-003")
+    env.sim.state.add_port(env.sim.state.find_subnet("hot-subnet").id, "10.55.9.9", server.id)
+    await wait_for(lambda: _has_address(env, "hot-01", "10.55.9.9"), "the hot-attached NIC has its row", timeout=10)
+    status = await env.wait_status("hot-01", lambda s: s.get("interfaces") == 3, "status follows")
+    assert status["lastSyncTime"] != synced_at["hot-01"]
+    assert (await env.status("hot-02"))["lastSyncTime"] == synced_at["hot-02"]
+
+
+async def _has_address(env: Env, config: str, address: str) -> bool:
+    return any(r["cr_name"] == config and r["address"] == address for r in await env.all_interfaces())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -92,6 +93,8 @@ from multinic_ctrl.openstack import (
 log = structlog.get_logger(__name__)
 
 ERROR_RETRY = dt.timedelta(minutes=1)
+STATUS_REFRESH = dt.timedelta(minutes=5)
+"""How stale the rows' and status' write may get while resyncs find nothing to change (see `Written`)."""
 _KEPT_ON_ERROR = frozenset(
     ("lastSyncTime", "vms", "vmsFound", "vmsRequested", "vmsSummary", "interfaces", "missingVMs", HANDLED_FIELD)
 )
@@ -140,11 +143,35 @@ class ReconcilerDeps:
     """When each config will next call OpenStack (read by the coalescer's peer lookup)."""
     monotonic: Callable[[], float] = _loop_time
     """The work queue's clock."""
+    status_refresh: dt.timedelta = STATUS_REFRESH
+
+
+@dataclass(frozen=True)
+class Written:
+    """What the last full sync of a config wrote: its spec hash, a fingerprint of what the rows and status were
+    made from (the observation, the trigger mode, the generation), and when.
+
+    With resyncs every 30 s, rewriting identical rows and status each time would cost every config a database
+    transaction and a status patch per interval (and make the controller's throughput, not OpenStack, the
+    limit). A resync whose observation has the same fingerprint writes nothing - no transaction, no status
+    patch, no `cr_state` read - until `status_refresh` has passed since the last write (then it writes as
+    usual, which also repairs rows changed behind the controller's back). Only what this process wrote is
+    remembered; a new leader starts with nothing and writes once.
+    """
+
+    digest: str
+    fingerprint: bytes
+    at: dt.datetime
+
+
+def _fingerprint(observation: Observation, mode: str, generation: object) -> bytes:
+    return hashlib.blake2b(repr((observation, mode, generation)).encode(), digest_size=16).digest()
 
 
 class OpenstackConfigReconciler:
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.d = deps
+        self._written: dict[str, Written] = {}
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = split_key(key)
@@ -152,6 +179,7 @@ class OpenstackConfigReconciler:
         obj = self.d.configs.get(key)
         if obj is None or is_being_deleted(obj):
             self.d.forecast.forget(key)
+            self._written.pop(key, None)
         if obj is None:
             # Gone without our finalizer running (finalizer stripped by hand, or deleted while we were down
             # before we added it): its rows must still go, or the agent keeps configuring NICs for it.
@@ -240,6 +268,7 @@ class OpenstackConfigReconciler:
             spec = parse_spec(obj.get("spec"))
         except SpecError as exc:
             self._expect_call(key, obj, None)
+            self._written.pop(key, None)
             await self._write_error(obj, "InvalidSpec", str(exc), [Condition("Ready", False, "InvalidSpec", str(exc))])
             metrics.RECONCILE_TOTAL.labels(result="error", trigger="cr-change").inc()
             return DONE  # only a spec change can fix it
@@ -248,6 +277,7 @@ class OpenstackConfigReconciler:
             credentials = resolve_credentials(spec, secret_data)
         except CredentialsError as exc:
             self._expect_call(key, obj, None)
+            self._written.pop(key, None)
             message = f"Credentials unavailable: {exc}"
             await self._write_error(
                 obj,
@@ -264,7 +294,11 @@ class OpenstackConfigReconciler:
 
         uid = str((obj.get("metadata") or {}).get("uid") or "")
         digest = spec_hash(spec, credentials, config_uid=uid, secrets=secret_versions)
-        state = await self.d.repo.state_of(namespace, name)
+        written = self._written.get(key)
+        if written is not None and written.digest == digest:
+            state: CrState | None = CrState(digest, written.at)  # written by this process: no need to read it back
+        else:
+            state = await self.d.repo.state_of(namespace, name)
         now = self.d.clock()
         created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
         trigger_request = pending_trigger(obj)
@@ -290,7 +324,8 @@ class OpenstackConfigReconciler:
             return self._requeue(now, decision.next_requeue, phase)
         if decision.is_cr_change_event and (policy.immediate_on_cr_change or mode == "immediate"):
             bound.info("Immediate reconcile triggered by CR change event", mode=mode)
-        bound.info(
+        # Periodic resyncs (every 30 s by default) log at debug; what they change is logged at info below.
+        (bound.debug if decision.reason == "resync" else bound.info)(
             "Proceeding with reconcile", mode=mode, isCRChangeEvent=decision.is_cr_change_event, reason=decision.reason
         )
 
@@ -298,7 +333,20 @@ class OpenstackConfigReconciler:
             observation = await self._observe(key, namespace, spec, credentials)
         except OpenStackError as exc:
             self._expect_call(key, obj, self.d.error_retry if not exc.transient else dt.timedelta(0))
+            self._written.pop(key, None)
             return await self._openstack_failed(obj, exc, decision)
+        fingerprint = _fingerprint(observation, mode, (obj.get("metadata") or {}).get("generation"))
+        if (
+            decision.reason == "resync"
+            and written is not None
+            and written.digest == digest
+            and written.fingerprint == fingerprint
+            and now - written.at < self.d.status_refresh
+        ):
+            bound.debug("Resync found nothing to change", nextRequeue=format_duration(decision.next_requeue))
+            metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
+            return self._requeue(now, decision.next_requeue, phase)
+        self._written.pop(key, None)
         desired = desired_rows(observation)
         # Rows of VMs whose state is unknown (Nova could not vouch for them) stay; see rows_to_keep.
         keep = rows_to_keep(observation)
@@ -321,6 +369,7 @@ class OpenstackConfigReconciler:
             changed=len(result.diff.changed),
             removed=len(result.diff.removed),
         )
+        self._written[key] = Written(digest, fingerprint, now)
         metrics.RECONCILE_TOTAL.labels(result="success", trigger=decision.reason).inc()
         return self._requeue(now, decision.next_requeue, phase)
 

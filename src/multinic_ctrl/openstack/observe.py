@@ -71,6 +71,8 @@ class BatchObservation:
     mtus: Mapping[str, int | OpenStackError]
     plaintext_endpoints: tuple[str, ...] = ()
     _ambiguous: dict[str, AmbiguousServer] = field(default_factory=dict, compare=False, repr=False)
+    _by_device: dict[str, dict[str, list[Port]]] = field(default_factory=dict, compare=False, repr=False)
+    """Per subnet, its ports by device, built on first use: a slice costs its own VMs, not the subnet's ports."""
 
     def covers(self, vm_names: Sequence[str], subnet_name: str) -> bool:
         if subnet_name not in self.subnets or not self.names.issuperset(vm_names):
@@ -101,8 +103,7 @@ class BatchObservation:
         if isinstance(mtu, OpenStackError):
             raise mtu
         servers = lookup.servers
-        ids = {s.id for s in servers}
-        ports = [p for p in self.ports[subnet.id] if p.device_id in ids]
+        ports = self._ports_of(subnet.id, [s.id for s in servers])
         # A missing name is unproven when Nova's answer may lack servers, or when it reported servers it could
         # not name (any of them may be that VM).
         unproven = not lookup.complete or bool(lookup.unknown)
@@ -117,6 +118,15 @@ class BatchObservation:
             incomplete_vms=lookup.missing if unproven else (),
             compute_microversion=str(lookup.microversion) if lookup.microversion else None,
         )
+
+    def _ports_of(self, subnet_id: str, device_ids: Sequence[str]) -> list[Port]:
+        index = self._by_device.get(subnet_id)
+        if index is None:
+            index = {}
+            for port in self.ports[subnet_id]:
+                index.setdefault(port.device_id, []).append(port)
+            self._by_device[subnet_id] = index
+        return [p for d in dict.fromkeys(device_ids) for p in index.get(d, ())]
 
 
 def _ambiguous_name(names: Sequence[str], servers: Mapping[str, Mapping[str, Server]]) -> str | None:
