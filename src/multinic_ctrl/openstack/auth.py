@@ -28,7 +28,11 @@ log = structlog.get_logger(__name__)
 
 SERVICE = "identity"
 DEFAULT_REFRESH_MARGIN = 120.0
-_MAX_ENTRIES = 256
+# One token per identity in use. Below the working set, eviction (earliest deadline first) removes tokens just
+# before they are used again, and every observation of a cluster with more identities re-authenticates
+# (measured: 1,000 projects at 256 entries - 822 Keystone calls per 1,000 observations). An entry is a token and
+# its service catalog (a few KB).
+_MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
