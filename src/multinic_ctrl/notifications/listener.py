@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,11 @@ from multinic_ctrl.metrics import NOTIFICATIONS_CONNECTED, NOTIFICATIONS_CONNECT
 from multinic_ctrl.settings import NotificationSettings
 
 log = structlog.get_logger(__name__)
+
+# aiormq and aio-pika log every lost connection and failed attempt at ERROR, with tracebacks, although the
+# listener handles both and says so once per outage (with the password masked): keep them quiet.
+for _library in ("aiormq", "aio_pika"):
+    logging.getLogger(_library).setLevel(logging.CRITICAL)
 
 CONNECT_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
@@ -233,6 +239,7 @@ class BusListener:
 
     def _describe(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text = text.replace(self._settings.url, self._settings.display_url)
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text[:500]
