@@ -34,6 +34,8 @@ class Cluster:
     timings: dict[str, float] = field(default_factory=dict)
     #: namespaces whose objects, pod descriptions and logs a failing test's report shows
     diagnose: list[str] = field(default_factory=list)
+    #: seconds the tier's scenarios took per step (printed after the start-up timings)
+    steps: dict[str, float] = field(default_factory=dict)
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
         return self.cp.kubectl(*args, check=check, stdin=stdin)
@@ -90,9 +92,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             "cluster tier start-up: " + ", ".join(f"{k} {v:.1f}s" for k, v in cluster_timings.items())
         )
+    steps = config.stash.get(_STEPS_KEY, None)
+    if steps:
+        terminalreporter.write_line("cluster tier steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
 
 
 _TIMINGS_KEY = pytest.StashKey[dict[str, float]]()
+_STEPS_KEY = pytest.StashKey[dict[str, float]]()
 
 
 @pytest.fixture(scope="package")
@@ -127,6 +133,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     request.config.stash[_TIMINGS_KEY] = timings
     cluster = Cluster(cp, node, timings)
     request.config.stash[_CLUSTER_KEY] = cluster
+    request.config.stash[_STEPS_KEY] = cluster.steps
     try:
         yield cluster
     finally:

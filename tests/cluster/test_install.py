@@ -148,7 +148,6 @@ class Scenario:
     env: dict[str, str]
     done: list[str] = field(default_factory=list)
     rows: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # agent view by VM, with ids
-    timings: dict[str, float] = field(default_factory=dict)
 
     def require(self, step: str) -> None:
         if step not in self.done:
@@ -165,10 +164,8 @@ class Scenario:
         argv = [str(script), *args, "--kubeconfig", str(self.cluster.cp.kubeconfig_path)]
         begin = time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=420, check=False)
-        self.timings[script.name] = time.monotonic() - begin
-        print(
-            f"$ {' '.join(argv)} -> {done.returncode} in {self.timings[script.name]:.1f}s\n{done.stdout}{done.stderr}"
-        )
+        took = self.cluster.steps[script.name] = time.monotonic() - begin
+        print(f"$ {' '.join(argv)} -> {done.returncode} in {took:.1f}s\n{done.stdout}{done.stderr}")
         return done
 
     def sql(self, statement: str, *, root: bool = False, stdin: str | None = None) -> list[tuple[str, ...]]:
@@ -248,7 +245,6 @@ def scenario(cluster: Cluster) -> Iterator[Scenario]:
             state.script(CLEANUP, "--delete-data", "--timeout=120s")
         cluster.kubectl("delete", "persistentvolume", *volumes, "--ignore-not-found", "--wait=false", check=False)
         sim.stop()
-        print("install scenario timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in state.timings.items()))
 
 
 def _running_and_ready(pod: dict[str, Any]) -> bool:
@@ -302,7 +298,7 @@ def test_multinicoperator_runs_controller_and_mariadb_on_the_node(scenario: Scen
     scenario.kubectl("apply", "--filename=-", stdin=yaml.safe_dump(mno))
     name = mno["metadata"]["name"]
     scenario.kubectl("-n", NS, "wait", "--for=jsonpath={.status.phase}=Ready", f"mno/{name}", "--timeout=240s")
-    scenario.timings["installation ready"] = time.monotonic() - begin
+    scenario.cluster.steps["installation ready"] = time.monotonic() - begin
 
     status = scenario.get("mno", name)["status"]
     assert status["controllerStatus"]["readyReplicas"] == 2 and status["databaseStatus"]["phase"] == "Ready", status
@@ -345,7 +341,7 @@ def test_openstackconfig_syncs_and_the_agent_query_returns_the_rows(scenario: Sc
     scenario.kubectl("-n", NS, "apply", "--filename=-", stdin=yaml.safe_dump_all([secret, config]))
     name = config["metadata"]["name"]
     scenario.kubectl("-n", NS, "wait", "--for=jsonpath={.status.phase}=Synced", f"osc/{name}", "--timeout=120s")
-    scenario.timings["config synced"] = time.monotonic() - begin
+    scenario.cluster.steps["config synced"] = time.monotonic() - begin
     conditions = {c["type"]: c["status"] for c in scenario.get("osc", name)["status"]["conditions"]}
     assert conditions == {
         "Ready": "True",
@@ -387,7 +383,7 @@ def test_killing_the_leader_hands_over_and_the_rows_stay_right(scenario: Scenari
     scenario.cluster.node.kill_container(pods[leader]["status"]["containerStatuses"][0]["containerID"])
     scenario.kubectl("-n", NS, "delete", "pod", leader, "--grace-period=0", "--force")
     holder = wait_for("a new Lease holder", lambda: h if (h := scenario.lease_holder()) != leader else None, 90)
-    scenario.timings["leader handover"] = time.monotonic() - killed_at
+    scenario.cluster.steps["leader handover"] = time.monotonic() - killed_at
     assert holder == standby, f"the Lease went to {holder}, not to the standby replica {standby}"
 
     # A NIC hot-attached in OpenStack, and a reconcile asked for (what POST /trigger records on the config).
@@ -422,7 +418,7 @@ def test_backup_job_on_demand_writes_a_dump_that_restores(scenario: Scenario) ->
     begin = time.monotonic()
     scenario.kubectl("-n", NS, "create", "job", job, "--from=cronjob/multinic-mariadb-backup")
     scenario.kubectl("-n", NS, "wait", "--for=condition=Complete", f"job/{job}", "--timeout=180s")
-    scenario.timings["backup job"] = time.monotonic() - begin
+    scenario.cluster.steps["backup job"] = time.monotonic() - begin
     log = scenario.kubectl("-n", NS, "logs", f"job/{job}").stdout
     written = re.search(r"backup: wrote (multinic-\d{8}T\d{6}Z\.sql\.gz) \((\d+) bytes\)", log)
     assert written, log
