@@ -39,6 +39,7 @@ from multinic_ctrl.kube import (
     identity_only,
     is_not_found,
     split_key,
+    without_bookkeeping,
 )
 from multinic_ctrl.metrics import RECONCILE_TOTAL
 from multinic_ctrl.openstack import ObservationCoalescer, OpenStackClient, OpenStackError
@@ -292,6 +293,8 @@ class ControllerService:
                 OPENSTACKCONFIGS,
                 namespace=ns,
                 indexers={SECRET_INDEX: referenced_secrets, CONFLICT_INDEX: blocking_owners, PEER_INDEX: peer_groups},
+                # Cached for the life of the process, read only for spec, status and a few metadata fields.
+                transform=without_bookkeeping,
             )
             for ns in namespaces
         ]

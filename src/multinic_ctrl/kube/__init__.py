@@ -56,7 +56,7 @@ from .patch import (
     remove_finalizer,
 )
 from .runner import DONE, Controller, Result, generation_changed, owner_keys
-from .store import Store, Transform, identity_only, label_index, namespace_index
+from .store import LAST_APPLIED, Store, Transform, identity_only, label_index, namespace_index, without_bookkeeping
 from .supervisor import Supervisor
 from .workqueue import (
     BucketRateLimiter,
@@ -73,6 +73,7 @@ __all__ = [
     "CORE_EVENTS",
     "DONE",
     "EVENTS_V1",
+    "LAST_APPLIED",
     "LEASES",
     "ApiError",
     "BucketRateLimiter",
@@ -114,4 +115,5 @@ __all__ = [
     "patch_status",
     "remove_finalizer",
     "split_key",
+    "without_bookkeeping",
 ]

@@ -184,9 +184,15 @@ class Informer:
                 continue
 
     # ---- list -------------------------------------------------------------------------------------
-    async def _list_all(self) -> tuple[list[JsonObj], str]:
-        """All pages of a LIST; an expired continue token restarts with one unpaginated LIST."""
-        items: list[JsonObj] = []
+    async def _relist(self) -> None:
+        """LIST (paginated) into the store, emitting the differences; then forget what the LIST no longer has.
+
+        Page by page: each page's items are transformed and stored before the next page is asked for, so a
+        LIST of 10,000 objects never sits in memory whole (as raw objects it would be several times the cache).
+        An expired continue token restarts with one unpaginated LIST; what is missing from that one is deleted.
+        """
+        seen: set[str] = set()
+        added = updated = deleted = listed = 0
         continue_token: str | None = None
         limit: int | None = self.page_size or None
         while True:
@@ -202,21 +208,48 @@ class Informer:
             except ApiError as exc:
                 if exc.status == 410 and continue_token:
                     self._log.info("List continue token expired; listing again without pagination.")
-                    items, continue_token, limit = [], None, None
+                    seen.clear()  # a new snapshot: only what it lists survives the deletion pass below
+                    continue_token, limit, listed = None, None, 0
                     continue
                 raise
-            items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
+            items: list[JsonObj] = page.get("items") or []
+            del page  # only the items are kept, and only until they are stored
+            listed += len(items)
+            adds, updates = await self._apply_listed(items, seen)
+            added, updated = added + adds, updated + updates
+            del items
             continue_token = meta.get("continue") or None
             if not continue_token:
-                return items, str(meta.get("resourceVersion") or "")
-
-    async def _relist(self) -> None:
-        items, resource_version = await self._list_all()
+                resource_version = str(meta.get("resourceVersion") or "")
+                break
         self.stats.lists += 1
+        for position, key in enumerate(list(self.store)):
+            if position and position % _RELIST_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if key not in seen:
+                old = self.store.remove(key)
+                if old is not None:
+                    deleted += 1
+                    await self._dispatch_delete(old)
+        self._resource_version = resource_version
+        first = not self._synced.is_set()
+        self._synced.set()
+        self._log.info(
+            "Informer listed.",
+            items=listed,
+            added=added,
+            updated=updated,
+            deleted=deleted,
+            resource_version=resource_version,
+            initial=first,
+        )
+
+    async def _apply_listed(self, items: list[JsonObj], seen: set[str]) -> tuple[int, int]:
+        """One page of a LIST into the store: (added, updated); unchanged objects (same resourceVersion) are
+        skipped."""
         api_version = self.resource.api_version
-        seen: set[str] = set()
-        added = updated = deleted = 0
+        added = updated = 0
         for position, obj in enumerate(items):
             if position and position % _RELIST_YIELD_EVERY == 0:
                 # A relist dispatches every item without any I/O in between: without a yield, 10,000 Secrets
@@ -241,26 +274,7 @@ class Informer:
             else:
                 updated += 1
                 await self._dispatch_update(old, obj)
-        for position, key in enumerate(list(self.store)):
-            if position and position % _RELIST_YIELD_EVERY == 0:
-                await asyncio.sleep(0)
-            if key not in seen:
-                old = self.store.remove(key)
-                if old is not None:
-                    deleted += 1
-                    await self._dispatch_delete(old)
-        self._resource_version = resource_version
-        first = not self._synced.is_set()
-        self._synced.set()
-        self._log.info(
-            "Informer listed.",
-            items=len(items),
-            added=added,
-            updated=updated,
-            deleted=deleted,
-            resource_version=resource_version,
-            initial=first,
-        )
+        return added, updated
 
     # ---- watch ------------------------------------------------------------------------------------
     async def _watch_once(self) -> None:

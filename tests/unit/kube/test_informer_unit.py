@@ -203,3 +203,66 @@ async def test_stream_closed_at_once_without_events_backs_off() -> None:
     assert informer.stats.errors == 3, "immediately closed streams must go through the backoff"
     assert client.lists == 1
     task.cancel()
+
+
+class PagedClient(FakeClient):
+    """LIST in pages of `limit` with continue tokens; records what the store held when each page was asked for;
+    `expire_once` makes the first continue token expire (410) after the listing changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.informer: Informer | None = None
+        self.calls: list[tuple[int | None, str | None, int]] = []  # (limit, continue, objects cached by then)
+        self.expire_once = False
+        self.after_expiry: list[dict[str, Any]] = []
+
+    async def list(self, resource: Resource, namespace: str | None = None, **kw: Any) -> dict[str, Any]:
+        self.lists += 1
+        limit, token = kw.get("limit"), kw.get("continue_token")
+        assert self.informer is not None
+        self.calls.append((limit, token, len(self.informer.store)))
+        if token and self.expire_once:
+            self.expire_once = False
+            self.items = self.after_expiry
+            raise ApiError(410, "Expired", {"message": "continue token expired"})
+        start = int(token or 0)
+        end = len(self.items) if not limit else start + limit
+        page = json.loads(json.dumps(self.items[start:end]))
+        meta: dict[str, Any] = {"resourceVersion": self.list_rv}
+        if end < len(self.items):
+            meta["continue"] = str(end)
+        return {"items": page, "metadata": meta}
+
+
+def slim(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "data": {"k": obj["data"]["k"][:1]}}
+
+
+async def test_relist_stores_each_page_before_asking_for_the_next() -> None:
+    """A LIST of thousands of objects is never held whole: each page is transformed into the store first."""
+    client = PagedClient()
+    client.items = [cm(f"o{i:02d}", str(i), "x" * 100) for i in range(10)]
+    informer = Informer(client, CONFIGMAPS, namespace="ns", page_size=4, transform=slim)  # type: ignore[arg-type]
+    client.informer = informer
+    task = asyncio.create_task(informer.run())
+    assert await informer.wait_synced(1)
+    assert client.calls == [(4, None, 0), (4, "4", 4), (4, "8", 8)]
+    assert len(informer.store) == 10 and informer.store.get("ns/o09")["data"] == {"k": "x"}  # type: ignore[index]
+    task.cancel()
+
+
+async def test_expired_continue_token_relists_whole_and_forgets_what_that_list_lacks() -> None:
+    client = PagedClient()
+    client.items = [cm(f"o{i}", str(i)) for i in range(6)]
+    informer = Informer(client, CONFIGMAPS, namespace="ns", page_size=4)  # type: ignore[arg-type]
+    client.informer = informer
+    rec = Recorder()
+    informer.add_handler(rec.add, rec.update, rec.delete)
+    client.expire_once = True
+    client.after_expiry = [cm(f"o{i}", str(i)) for i in range(1, 6)]  # o0 deleted between the two snapshots
+    task = asyncio.create_task(informer.run())
+    assert await informer.wait_synced(1)
+    assert [c[:2] for c in client.calls] == [(4, None), (4, "4"), (None, None)]
+    assert sorted(informer.store.keys()) == [f"ns/o{i}" for i in range(1, 6)]
+    assert ("delete", "o0", "0") in rec.events, "listed in the first, partial snapshot only: deleted"
+    task.cancel()

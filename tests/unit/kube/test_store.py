@@ -1,11 +1,13 @@
-"""Store: keys, copy-on-read isolation, label indexes kept in step with writes."""
+"""Store: keys, copy-on-read and copy-on-write isolation, label indexes kept in step with writes, memory."""
 
 from __future__ import annotations
 
+import json
+import tracemalloc
 from typing import Any
 
 from multinic_ctrl.kube.client import object_key, split_key
-from multinic_ctrl.kube.store import Store, label_index, namespace_index
+from multinic_ctrl.kube.store import LAST_APPLIED, Store, label_index, namespace_index, without_bookkeeping
 
 
 def cm(name: str, namespace: str | None = "ns", rv: str = "1", **labels: str) -> dict[str, Any]:
@@ -63,3 +65,89 @@ def test_label_index_follows_updates_and_deletes() -> None:
     store.remove("ns/b")
     assert store.index_keys("app", "x") == []
     assert sorted(store) == ["ns/a", "ns/d", "other/c"]
+
+
+def test_writes_are_copies_too() -> None:
+    """The cache holds what was upserted, not the caller's object: editing it afterwards changes nothing."""
+    store = Store()
+    obj = cm("a")
+    store.upsert(obj)
+    obj["data"]["k"] = "edited after upsert"
+    obj["metadata"]["resourceVersion"] = "99"
+    assert store.get("ns/a") == cm("a") and store.resource_version("ns/a") == "1"
+
+
+def test_without_bookkeeping_drops_managed_fields_and_last_applied_only() -> None:
+    obj = cm("a", app="x")
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:data": {}}}]
+    obj["metadata"]["annotations"] = {LAST_APPLIED: '{"data": {"password": "inline"}}', "keep": "me"}
+    obj["status"] = {"phase": "Synced"}
+    slim = without_bookkeeping(obj)
+    assert slim == {
+        "metadata": {
+            "name": "a",
+            "resourceVersion": "1",
+            "labels": {"app": "x"},
+            "namespace": "ns",
+            "annotations": {"keep": "me"},
+        },
+        "data": {"k": "v"},
+        "status": {"phase": "Synced"},
+    }
+    assert "managedFields" in obj["metadata"] and LAST_APPLIED in obj["metadata"]["annotations"], "input untouched"
+    assert without_bookkeeping(cm("b")) == cm("b")
+
+
+def _config(i: int) -> dict[str, Any]:
+    """An OpenstackConfig as the controller caches it after a sync (no managedFields), names and times unique."""
+    stamp = f"2026-12-02T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+    condition = {"lastTransitionTime": stamp, "message": "Rows match OpenStack", "observedGeneration": 1}
+    return {
+        "apiVersion": "multinic.example.com/v1alpha1",
+        "kind": "OpenstackConfig",
+        "metadata": {
+            "name": f"cfg-{i:05d}",
+            "namespace": "bench",
+            "uid": f"{i:08x}-5d08-4843-bce4-5e02d3b8b4ff",
+            "resourceVersion": str(1000 + i),
+            "generation": 1,
+            "creationTimestamp": stamp,
+            "finalizers": ["multinic.example.com/interface-rows"],
+        },
+        "spec": {
+            "vmNames": [f"bench-{i:05d}"],
+            "subnetName": "bench-subnet",
+            "credentials": {"authURL": "http://127.0.0.1:38853", "username": "admin", "projectID": "p"},
+        },
+        "status": {
+            "phase": "Synced",
+            "message": "1 interface(s) on 1/1 VM(s) synced",
+            "lastSyncTime": stamp,
+            "conditions": [
+                {**condition, "reason": reason, "status": "True", "type": kind}
+                for kind, reason in (
+                    ("Ready", "Synced"),
+                    ("CredentialsValid", "Authenticated"),
+                    ("SubnetFound", "Found"),
+                )
+            ],
+            "subnet": {"id": "6b512180-7ab8-47a1", "name": "bench-subnet", "cidr": "10.0.0.0/8", "mtu": 1450},
+            "vms": [{"name": f"bench-{i:05d}", "status": "ACTIVE", "interfaces": [{"mac": "fa:16:3e:10:00:06"}]}],
+        },
+    }
+
+
+def test_cached_objects_cost_about_their_json() -> None:
+    """Memory, the reason objects are held as text: decoded, each would cost two to five times its JSON."""
+    objects = [_config(i) for i in range(2000)]
+    text = sum(len(json.dumps(o, separators=(",", ":"))) for o in objects)
+    tracemalloc.start()
+    try:
+        store = Store()
+        for obj in objects:
+            store.upsert(obj)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(store) == 2000
+    assert held < 1.5 * text, f"{held / len(objects):.0f} bytes per object for {text / len(objects):.0f} of JSON"
