@@ -153,14 +153,15 @@ class ObservationCoalescer:
             if batch is None:
                 break
             tried.add(id(batch))
+            how = "cached" if batch.outcome.done() else "in_flight"
             try:
                 result = await asyncio.shield(batch.outcome)
             except Exception:
                 # Another config's batch failed for everyone (an outage): fail like it, without a call.
-                self._served(batch, key, "in_flight" if batch.finished is None else "cached")
+                self._served(batch, key, how)
                 raise
             if result.covers(request.vm_names, request.subnet_name):
-                self._served(batch, key, "cached" if batch.finished is not None else "in_flight")
+                self._served(batch, key, how)
                 return result.slice(request.vm_names, request.subnet_name)
         batch = self._collecting.get(identity)
         served_by = "joined"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from multinic_ctrl import metrics
 from multinic_ctrl.openstack import (
     AmbiguousServer,
     Credentials,
@@ -42,6 +43,14 @@ def world(projects: int = 1, vms: int = 100) -> SimState:
 
 def creds(sim: Simulator, k: int = 0) -> Credentials:
     return sim.credentials(username=f"user-{k}", password=f"pw-{k}", project_id=f"project-{k}")
+
+
+def served() -> dict[str, float]:
+    """multinic_openstack_observe_requests_total by what served the request."""
+    return {
+        how: metrics.OPENSTACK_OBSERVE_REQUESTS.labels(served_by=how)._value.get()
+        for how in ("new", "joined", "in_flight", "cached")
+    }
 
 
 def observations(sim: Simulator) -> int:
@@ -118,6 +127,7 @@ async def test_queued_peers_are_served_without_calls(sim: Simulator, client: Ope
     co = ObservationCoalescer(client, window=WINDOW, peers=queue.peers)
     keys = [f"c-{i}" for i in range(100)]
     queue.enqueue(keys)
+    before = served()
     # Workers take the queued configs one at a time: the first observation takes every due peer along.
     results = []
     for key in keys:
@@ -125,6 +135,7 @@ async def test_queued_peers_are_served_without_calls(sim: Simulator, client: Ope
         results.append(await co.observe(creds(sim), [f"node-{key[2:]}"], "nodes", due=due, key=key, group="g"))
     assert observations(sim) == 1
     assert queue.asked == ["g"]
+    assert {k: v - before[k] for k, v in served().items()} == {"new": 1, "joined": 0, "in_flight": 0, "cached": 99}
     assert [p.ip for r in results for p in r.ports] == [f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100)]
     assert co.kept_batches() == 1
     await asyncio.sleep(WINDOW * 2)
