@@ -4,11 +4,13 @@ Reads return copies: reconcilers routinely build a patch by editing the object t
 leaked into the cache would make the next diff (and every other reader) see a state the server never had.
 Writes happen only from the informer's single watcher task, so no locking is needed on the event loop.
 
-Each object is kept as its compact JSON text, not as a tree of dicts: a controller caches every object it
-watches for the life of the process, and a decoded Kubernetes object costs about five times its JSON in memory
-(every dict, list and key string of every object is its own Python object; 10,000 OpenstackConfigs with their
-status took 100 MiB as dicts and take 21 MiB as text). Reads decode a fresh copy, which is also cheaper than
-the deep copy they would need otherwise. What the cache never needs should not reach it at all: see
+Each object is kept as its compact JSON, deflated, not as a tree of dicts: a controller caches every object it
+watches for the life of the process, and a decoded Kubernetes object costs two to five times its JSON in memory
+(every dict, list and key string of every object is its own Python object). The objects of one store are much
+alike (the same keys, conditions, messages, endpoints), so each is deflated against a recent one as preset
+dictionary (`_Codec`), which leaves little more than what differs: 10,000 OpenstackConfigs with their status took
+100 MiB as dicts, 21 MiB as JSON text, and take a few MiB now. Reads decode a fresh copy, which is also cheaper
+than the deep copy they would need otherwise. What the cache never needs should not reach it at all: see
 `Transform` and `without_bookkeeping`.
 
 Optional indexes (e.g. by label value) answer "which objects carry label X=Y" without scanning everything;
@@ -18,6 +20,7 @@ they are maintained incrementally on every write.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -63,13 +66,33 @@ def without_bookkeeping(obj: JsonObj) -> JsonObj:
     return {**obj, "metadata": slim}
 
 
-def _encode(obj: JsonObj) -> str:
-    return json.dumps(obj, separators=(",", ":"))
+_DICTIONARY_EVERY = 1024
+"""Objects encoded against one preset dictionary before the next object becomes the dictionary."""
 
 
-def _decode(text: str) -> JsonObj:
-    decoded: JsonObj = json.loads(text)
-    return decoded
+class _Codec:
+    """Compact JSON deflated against a preset dictionary: the first object, then every 1,024th one, so the
+    dictionary follows what the store holds (a status appears after the first sync, say). Each encoded object
+    keeps a reference to its dictionary; a dictionary no object uses any more is freed with the last of them."""
+
+    def __init__(self) -> None:
+        self._dictionary = b""
+        self._encoded = 0
+
+    def encode(self, obj: JsonObj) -> tuple[bytes, bytes]:
+        """(dictionary, deflated JSON)."""
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        if self._encoded % _DICTIONARY_EVERY == 0:
+            self._dictionary = raw[-32768:]  # deflate looks back 32 KiB at most
+        self._encoded += 1
+        deflate = zlib.compressobj(1, zdict=self._dictionary)
+        return self._dictionary, deflate.compress(raw) + deflate.flush()
+
+    @staticmethod
+    def decode(dictionary: bytes, data: bytes) -> JsonObj:
+        inflate = zlib.decompressobj(zdict=dictionary)
+        decoded: JsonObj = json.loads(inflate.decompress(data) + inflate.flush())
+        return decoded
 
 
 def label_index(label: str) -> IndexFunc:
@@ -90,10 +113,11 @@ def namespace_index(obj: Mapping[str, Any]) -> Iterable[str]:
 
 
 class Store:
-    """Key → object map (held as compact JSON) with copied reads and incrementally maintained secondary indexes."""
+    """Key → object map (held as deflated JSON) with copied reads and incrementally maintained secondary indexes."""
 
     def __init__(self, indexers: Mapping[str, IndexFunc] | None = None) -> None:
-        self._items: dict[str, tuple[str | None, str]] = {}  # key -> (resourceVersion, compact JSON)
+        self._items: dict[str, tuple[str | None, bytes, bytes]] = {}  # key -> (resourceVersion, dictionary, data)
+        self._codec = _Codec()
         self._indexers: dict[str, IndexFunc] = dict(indexers or {})
         # index name -> index value -> keys
         self._indices: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
@@ -101,13 +125,13 @@ class Store:
     # ---- reads (copies) ---------------------------------------------------------------------------
     def get(self, key: str) -> JsonObj | None:
         item = self._items.get(key)
-        return _decode(item[1]) if item is not None else None
+        return _Codec.decode(item[1], item[2]) if item is not None else None
 
     def get_by_name(self, name: str, namespace: str | None = None) -> JsonObj | None:
         return self.get(f"{namespace}/{name}" if namespace else name)
 
     def objects(self) -> list[JsonObj]:
-        return [_decode(text) for _, text in self._items.values()]
+        return [_Codec.decode(dictionary, data) for _, dictionary, data in self._items.values()]
 
     def keys(self) -> list[str]:
         return list(self._items)
@@ -115,7 +139,7 @@ class Store:
     def by_index(self, index_name: str, value: str) -> list[JsonObj]:
         """Objects filed under `value` by the index `index_name` (KeyError for an unknown index)."""
         keys = self._indices[index_name].get(value, set())
-        return [_decode(self._items[k][1]) for k in sorted(keys)]
+        return [self._decode(k) for k in sorted(keys)]
 
     def index_keys(self, index_name: str, value: str) -> list[str]:
         return sorted(self._indices[index_name].get(value, set()))
@@ -143,7 +167,7 @@ class Store:
         if old is not None:
             self._unindex(key, old)
         version = (obj.get("metadata") or {}).get("resourceVersion")
-        self._items[key] = (None if version is None else str(version), _encode(obj))
+        self._items[key] = (None if version is None else str(version), *self._codec.encode(obj))
         self._index(key, obj)
         return key, old
 
@@ -151,9 +175,13 @@ class Store:
         item = self._items.pop(key, None)
         if item is None:
             return None
-        old = _decode(item[1])
+        old = _Codec.decode(item[1], item[2])
         self._unindex(key, old)
         return old
+
+    def _decode(self, key: str) -> JsonObj:
+        _, dictionary, data = self._items[key]
+        return _Codec.decode(dictionary, data)
 
     def peek(self, key: str) -> JsonObj | None:
         """The cached object (decoded; the cache holds no live object to hand out)."""
