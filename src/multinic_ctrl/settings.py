@@ -121,6 +121,9 @@ class ControllerSettings:
     # slots and share one observation (controller/resync.py), so this costs OpenStack calls per project, not per
     # config: 30 s shows a hot-attached NIC within half a minute at 120 observations per project and hour.
     resync_seconds: float = 30.0
+    # RESYNC_INTERVAL not set: each identity resyncs as often as its share of the old budget (one observation per
+    # config every 5 minutes) allows, at most every resync_seconds (controller/resync.py `budgeted_interval`).
+    resync_budgeted: bool = False
     # OPENSTACK_COALESCE_WINDOW: how long an observation waits for other configs of the same credentials to join
     # it (openstack/coalesce.py); 0 observes every config alone.
     coalesce_window: float = 0.05
@@ -341,8 +344,8 @@ def _read_secret_file(source: str, path: str) -> str:
 def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSettings:
     src, raw = pick("workers", "CONTROLLER_WORKERS")
     workers = _parse_positive_int(src, raw, maximum=64) if raw else 4
-    src, raw = pick("resync", "RESYNC_INTERVAL")
-    resync = _parse_seconds(src, raw) if raw else 30.0
+    src, raw_resync = pick("resync", "RESYNC_INTERVAL")
+    resync = _parse_seconds(src, raw_resync) if raw_resync else 30.0
     src, raw = pick("openstack_coalesce_window", "OPENSTACK_COALESCE_WINDOW")
     window = _parse_window(src, raw) if raw else 0.05
     src, raw = pick("error_retry", "ERROR_RETRY_INTERVAL")
@@ -379,6 +382,7 @@ def _controller_settings(pick: Any, env: Mapping[str, str]) -> ControllerSetting
     return ControllerSettings(
         workers=workers,
         resync_seconds=resync,
+        resync_budgeted=not raw_resync,
         coalesce_window=window,
         error_retry_seconds=error_retry,
         trigger_source=trigger_source,

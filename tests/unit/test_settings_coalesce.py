@@ -10,6 +10,12 @@ from multinic_ctrl.settings import SettingsError, load_settings
 def test_defaults() -> None:
     s = load_settings({}, {})
     assert (s.controller.resync_seconds, s.controller.coalesce_window) == (30.0, 0.05)
+    assert s.controller.resync_budgeted  # no RESYNC_INTERVAL: each identity spends the old per-config budget
+
+
+def test_an_explicit_resync_interval_is_used_as_it_is() -> None:
+    assert not load_settings({}, {"RESYNC_INTERVAL": "30s"}).controller.resync_budgeted
+    assert not load_settings({"resync": "2m"}, {}).controller.resync_budgeted
 
 
 @pytest.mark.parametrize(

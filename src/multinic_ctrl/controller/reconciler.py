@@ -12,6 +12,7 @@ Transient problems (OpenStack or MariaDB unavailable) raise, so the work queue r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.notified import NotificationBridge, notified
 from multinic_ctrl.controller.peers import CallForecast, peer_group
 from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
-from multinic_ctrl.controller.resync import MIN_GAP, identity_phase
+from multinic_ctrl.controller.resync import MIN_GAP, budgeted_interval, identity_phase
 from multinic_ctrl.controller.spec import (
     ConfigSpec,
     CredentialsError,
@@ -137,6 +138,9 @@ class ReconcilerDeps:
     """The OpenStack notification listener's directory and marks (controller/notified.py); None: polling only."""
     coalescer: ObservationCoalescer | None = None
     """Shares observations among configs of one identity; None: every config is observed alone."""
+    group_size: Callable[[str], int] | None = None
+    """Configs in a peer group (an informer index): immediate-mode resyncs then spend the old per-config budget
+    per identity (`resync.budgeted_interval`). None: RESYNC_INTERVAL was set and is used as it is."""
     due_since: Callable[[str], float | None] = lambda _key: None
     """When the key being reconciled was last queued (the work queue's clock): the observation must be newer."""
     forecast: CallForecast = field(default_factory=CallForecast)
@@ -303,6 +307,9 @@ class OpenstackConfigReconciler:
         created = _parse_time((obj.get("metadata") or {}).get("creationTimestamp")) or now
         trigger_request = pending_trigger(obj)
         # Immediate mode resyncs on the identity's common slots, so a project's configs share one observation.
+        if policy.mode is Mode.IMMEDIATE and self.d.group_size is not None:
+            interval = budgeted_interval(policy.resync, self.d.group_size(peer_group(namespace, spec)))
+            policy = dataclasses.replace(policy, resync=interval)
         phase = identity_phase(credentials, policy.resync) if policy.mode is Mode.IMMEDIATE else None
         decision = _decide(policy, state, digest, trigger_request is not None, created, now, phase)
         self._expect_call(key, obj, decision.next_requeue)

@@ -26,6 +26,8 @@ from multinic_ctrl.openstack import Credentials
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MIN_GAP = dt.timedelta(milliseconds=500)
+BUDGET_INTERVAL = dt.timedelta(minutes=5)
+"""The default interval before observations were shared: one observation per config every 5 minutes."""
 TOLERANCE = dt.timedelta(milliseconds=250)
 """A slot counts as reached this much early: a config is requeued for its slot by the work queue's monotonic
 clock, and the wall clock may have drifted a little from it in between (NTP slews at most 0.5 ms/s: 15 ms in
@@ -64,3 +66,17 @@ def next_slot(after: dt.datetime, interval: dt.timedelta, phase: dt.timedelta) -
     while slot - interval >= earliest:
         slot -= interval
     return slot
+
+
+def budgeted_interval(interval: dt.timedelta, configs_in_group: int) -> dt.timedelta:
+    """The default resync interval of one identity: as fresh as `interval`, never costlier than before.
+
+    One observation serves all configs of an identity, so the old budget - one observation per config every
+    `BUDGET_INTERVAL` - buys an identity with n configs an observation every `BUDGET_INTERVAL / n`. Spending
+    exactly that budget (but no faster than `interval`, no slower than `BUDGET_INTERVAL`) makes every cluster
+    cost at most what it cost before, and less once a project has more configs than `BUDGET_INTERVAL /
+    interval`: 10 at the 30 s default. A single-config project keeps its 5 minutes (plus notifications, if
+    configured), where a flat 30 s would have cost it ten times more. Used only when RESYNC_INTERVAL is not set.
+    """
+    n = max(1, configs_in_group)
+    return max(interval, min(BUDGET_INTERVAL, BUDGET_INTERVAL / n))

@@ -313,14 +313,16 @@ class ControllerService:
             Informer(kube, SECRET_METADATA, namespace=ns, transform=identity_only) for ns in namespaces
         ]
         forecast = CallForecast()
+
+        def members(group: str) -> list[str]:
+            return [k for informer in self.config_informers for k in informer.store.index_keys(PEER_INDEX, group)]
+
         # Observations are shared per identity, with the queued configs of the same peer group taken along.
         coalescer = ObservationCoalescer(
             openstack,
             window=cfg.coalesce_window,
             peers=PeerFinder(
-                members=lambda group: [
-                    k for informer in self.config_informers for k in informer.store.index_keys(PEER_INDEX, group)
-                ],
+                members=members,
                 get=self.configs.get,
                 is_queued=lambda key: self.controller is not None and self.controller.queue.is_queued(key),
                 forecast=forecast,
@@ -340,6 +342,7 @@ class ControllerService:
                 blocked_by=self._blocked_by,
                 notifications=self._notification_bridge(openstack),
                 coalescer=coalescer,
+                group_size=(lambda group: len(members(group))) if cfg.resync_budgeted else None,
                 due_since=lambda key: self.controller.queue.due_since(key) if self.controller is not None else None,
                 forecast=forecast,
             )

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
-from multinic_ctrl.controller.resync import EPOCH, MIN_GAP, TOLERANCE, identity_phase, next_slot
+from multinic_ctrl.controller.resync import (
+    EPOCH,
+    MIN_GAP,
+    TOLERANCE,
+    budgeted_interval,
+    identity_phase,
+    next_slot,
+)
 from multinic_ctrl.controller.trigger import Mode, TriggerPolicy, decide
 from multinic_ctrl.controller.triggers import TriggerState
 from multinic_ctrl.openstack import Credentials
@@ -203,3 +211,20 @@ def test_requeues_count_from_the_decision_so_one_identity_stays_on_its_slot() ->
     clock[0] = slot + INTERVAL - 0.2 * S  # so slow that the slot is nearly gone: the one after, not alone
     result = reconciler._requeue(decided, decision.next_requeue, phase)
     assert result.requeue_after is not None and clock[0] + result.requeue_after * S == slot + 2 * INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("configs", "seconds"),
+    [(0, 300), (1, 300), (2, 150), (5, 60), (10, 30), (11, 30), (1000, 30)],
+)
+def test_the_default_interval_spends_the_old_per_config_budget_per_identity(configs: int, seconds: int) -> None:
+    """Old default: one observation per config every 5 minutes. Shared observations spend that budget on
+    freshness, never more: calls per hour never exceed the old default's, whatever the configs per project."""
+    interval = budgeted_interval(dt.timedelta(seconds=30), configs)
+    assert interval == dt.timedelta(seconds=seconds)
+    old_per_hour = max(1, configs) * 3600 / 300
+    assert 3600 / interval.total_seconds() <= old_per_hour
+
+
+def test_a_longer_configured_floor_is_kept() -> None:
+    assert budgeted_interval(dt.timedelta(minutes=10), 50) == dt.timedelta(minutes=10)
