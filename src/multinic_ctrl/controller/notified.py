@@ -61,6 +61,7 @@ class NotificationBridge:
         self._leading = leading
         self._token_project = token_project
         self._throttle = ProjectThrottle(settings.min_interval, self._flush)
+        self._events: dict[str, set[str]] = {}  # per project: event types since its last flush
         self.handler = NotificationHandler(self._on_change)
         self.listener = BusListener(settings, self.handler)
 
@@ -96,9 +97,11 @@ class NotificationBridge:
     def _on_change(self, change: Change) -> None:
         for project in change.projects:
             if project in self.directory:
+                self._events.setdefault(project, set()).add(change.event_type)
                 self._throttle.hit(project)
 
     def _flush(self, project: str) -> None:
+        events = sorted(self._events.pop(project, ()))
         if self._mode() is not Mode.IMMEDIATE or not self._leading():
             return
         queued = 0
@@ -108,4 +111,5 @@ class NotificationBridge:
                 self._enqueue(key)
                 queued += 1
         NOTIFICATIONS_ENQUEUED.inc(queued)
-        log.debug("Configs queued after an OpenStack notification", project=project, configs=queued)
+        # At most twice per project and OPENSTACK_NOTIFICATIONS_MIN_INTERVAL: says why the reconciles that follow ran.
+        log.info("Configs queued after an OpenStack notification", project=project, events=events, configs=queued)

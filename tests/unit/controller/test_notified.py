@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog
 
 from multinic_ctrl.controller.notified import NotificationBridge, notified
 from multinic_ctrl.controller.trigger import Decision, Mode, TriggerPolicy, decide
@@ -87,8 +88,11 @@ async def test_an_attach_queues_and_marks_every_config_of_the_project() -> None:
     assert h.config("ns/a", creds()) is None
     assert h.config("ns/b", creds()) is None
     assert h.config("ns/other", creds(OTHER)) is None
-    assert h.deliver("neutron-port.update.end-attach") == "relevant"
+    with structlog.testing.capture_logs() as logs:
+        assert h.deliver("neutron-port.update.end-attach") == "relevant"
     assert sorted(h.queued) == ["ns/a", "ns/b"]
+    (line,) = [e for e in logs if e["event"] == "Configs queued after an OpenStack notification"]
+    assert (line["project"], line["events"], line["configs"]) == (PROJECT, ["port.update.end"], 2)
     mark = h.bridge.seen("ns/a", creds())
     assert mark is not None and h.bridge.seen("ns/other", creds(OTHER)) is None
     h.bridge.synced("ns/a", creds(), mark)
