@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import structlog
 
 from multinic_ctrl.metrics import NOTIFICATIONS_CONNECTION_ATTEMPTS
@@ -29,6 +31,16 @@ def test_backoff_grows_to_its_cap_with_jitter_and_never_spins() -> None:
         delays = [subject._backoff(attempt) for _ in range(50)]
         assert all(0.5 <= d <= ceiling for d in delays), attempt
     assert len({round(subject._backoff(10), 3) for _ in range(20)}) > 1  # jittered: replicas do not reconnect in step
+
+
+@pytest.fixture(autouse=True)
+def every_level_reaches_capture_logs() -> Iterator[None]:
+    """Debug events are asserted here: a level filter configured by an earlier test (the app's logging set-up
+    at info) would drop them before `capture_logs` sees them."""
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**saved)
 
 
 async def test_a_broker_that_refuses_is_retried_and_reported_once_without_the_password() -> None:
