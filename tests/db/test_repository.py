@@ -332,3 +332,81 @@ async def test_keep_is_limited_to_its_servers_subnets_and_unlisted_ports(repo: R
         "ns", "cfg", desired(port(1, 1)), keep=KeepRows(node_names=frozenset({"test-vm-2"}), node_ids=frozenset())
     )
     assert [r.port_id for r in result.diff.removed] == ["port-2"]
+
+
+def many(count: int, first: int = 100) -> DesiredState:
+    """A config of `count` VMs the table has never seen, one port each."""
+    nodes = tuple(NodeRow(f"uuid-{i}", f"vm-{i}") for i in range(first, first + count))
+    ports = tuple(
+        InterfaceRow(
+            f"port-{i}",
+            SUBNET.subnet_id,
+            f"FA:16:3E:00:{i // 256:02X}:{i % 256:02X}",
+            f"192.168.{i // 250}.{i % 250 + 1}",
+            1450,
+            n.node_id,
+            n.node_name,
+        )
+        for i, n in zip(range(first, first + count), nodes, strict=True)
+    )
+    return DesiredState(subnets=(SUBNET,), nodes=nodes, interfaces=ports)
+
+
+async def test_a_new_configs_statements_do_not_grow_with_its_vms(
+    repo: Repository, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New nodes and interfaces go in as multi-row INSERTs: each round trip costs the controller more than a row
+    (a cold start writes thousands of configs), so a config of 40 VMs takes as many statements as one of 1."""
+    from multinic_ctrl.db import pool
+
+    statements: list[str] = []
+    original = pool._Cursor.execute
+
+    async def counting(self: Any, query: str, args: Any = None) -> Any:
+        statements.append(query)
+        return await original(self, query, args)
+
+    monkeypatch.setattr(pool._Cursor, "execute", counting)
+    await repo.apply("ns", "warm-up", many(1, first=1000), spec_hash="a" * 64)  # the subnet row exists from now on
+    counts = []
+    for name, state in (("one", many(1, first=100)), ("forty", many(40, first=200))):
+        statements.clear()
+        await repo.apply("ns", name, state, spec_hash="b" * 64)
+        counts.append(len(statements))
+    assert counts[0] == counts[1], statements
+    for name, state in (("one", many(1, first=100)), ("forty", many(40, first=200))):
+        rows = await repo.interfaces_of("ns", name)
+        assert {r.row for r in rows} == set(state.interfaces)
+        for node in state.nodes:
+            assert [r["address"] for r in await agent_query(database, node.node_name)] == [
+                i.address for i in state.interfaces if i.node_id == node.node_id
+            ]
+
+
+async def test_new_nodes_are_inserted_alongside_a_rename(repo: Repository, database: Database) -> None:
+    """One config: a VM renamed (its row is updated in place) and two new VMs (inserted together)."""
+    await repo.apply("ns", "cfg", desired(port(1, 1)))
+    renamed = NodeRow(VM[1].node_id, "test-vm-1-renamed")
+    new = [NodeRow("uuid-new-1", "new-vm-1"), NodeRow("uuid-new-2", "new-vm-2")]
+    ports = (
+        replace(port(1, 1), node_name=renamed.node_name),
+        replace(port(2, 1), node_id=new[0].node_id, node_name=new[0].node_name),
+        replace(port(3, 1), node_id=new[1].node_id, node_name=new[1].node_name),
+    )
+    result = await repo.apply("ns", "cfg", DesiredState(subnets=(SUBNET,), nodes=(renamed, *new), interfaces=ports))
+    assert result.nodes_written == 3
+    nodes = {r["attached_node_id"]: r["attached_node_name"] for r in (await dump(database))["node_table"]}
+    assert nodes == {VM[1].node_id: "test-vm-1-renamed", "uuid-new-1": "new-vm-1", "uuid-new-2": "new-vm-2"}
+    for node, ip in ((renamed, "192.168.100.11"), (new[0], "192.168.100.12"), (new[1], "192.168.100.13")):
+        assert [r["address"] for r in await agent_query(database, node.node_name)] == [ip]
+    assert await agent_query(database, "test-vm-1") == []
+
+
+async def test_states_reads_every_configs_state_at_once(repo: Repository) -> None:
+    await repo.apply("ns", "a", desired(port(1, 1)), spec_hash="a" * 64)
+    await repo.apply("ns", "b", desired(port(2, 2)), spec_hash="b" * 64)
+    await repo.apply("other", "c", desired(port(3, 3)))  # no hash: no state
+    states = await repo.states()
+    assert set(states) == {("ns", "a"), ("ns", "b")}
+    assert states["ns", "a"] == await repo.state_of("ns", "a")
+    assert states["ns", "b"].spec_hash == "b" * 64

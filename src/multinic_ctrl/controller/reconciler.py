@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -176,6 +176,28 @@ class OpenstackConfigReconciler:
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.d = deps
         self._written: dict[str, Written] = {}
+        self._primed: dict[str, CrState | None] = {}
+
+    async def prime(self, keys: Iterable[str]) -> None:
+        """Read the stored state of every config in `keys` (the synced cache) at once, before the workers of a
+        new term start.
+
+        A controller starting on an existing cluster (an upgrade, a failover) reconciles every config, and each
+        first reconcile needs its config's state: one query for all of them instead of a transaction each.
+        Read after the database term was claimed, so no other replica writes state afterwards; each entry
+        (None: the config had no state) is used by the key's first reconcile only - then the reconcile's own
+        write (`_written`) or a fresh read takes over. What this process remembers from an earlier term is
+        dropped: another leader may have written since.
+        """
+        self._written.clear()
+        self._primed.clear()
+        try:
+            states = await self.d.repo.states()
+        except DatabaseError as exc:
+            log.warning("Could not read the configs' stored state at start; reading it per config", error=str(exc))
+            return
+        by_key = {f"{namespace}/{name}": state for (namespace, name), state in states.items()}
+        self._primed = {key: by_key.get(key) for key in keys}
 
     async def reconcile(self, key: str) -> Result:
         namespace, name = split_key(key)
@@ -184,6 +206,7 @@ class OpenstackConfigReconciler:
         if obj is None or is_being_deleted(obj):
             self.d.forecast.forget(key)
             self._written.pop(key, None)
+            self._primed.pop(key, None)
         if obj is None:
             # Gone without our finalizer running (finalizer stripped by hand, or deleted while we were down
             # before we added it): its rows must still go, or the agent keeps configuring NICs for it.
@@ -299,8 +322,12 @@ class OpenstackConfigReconciler:
         uid = str((obj.get("metadata") or {}).get("uid") or "")
         digest = spec_hash(spec, credentials, config_uid=uid, secrets=secret_versions)
         written = self._written.get(key)
+        first = key in self._primed
+        primed = self._primed.pop(key, None)
         if written is not None and written.digest == digest:
             state: CrState | None = CrState(digest, written.at)  # written by this process: no need to read it back
+        elif first:
+            state = primed  # read when this term began (None: no state then), and nothing wrote it since
         else:
             state = await self.d.repo.state_of(namespace, name)
         now = self.d.clock()

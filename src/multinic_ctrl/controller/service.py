@@ -131,6 +131,7 @@ class ControllerService:
         self.supervisor = Supervisor("controller")
         self.kube: KubeClient | None = None
         self.controller: Controller | None = None
+        self.reconciler: OpenstackConfigReconciler | None = None
         self.config_informers: list[Informer] = []
         self.secret_informers: list[Informer] = []
         self.elector: LeaderElector | None = None
@@ -216,6 +217,14 @@ class ControllerService:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         log.info("Database term claimed", term=self._term)
+        await self._work()
+
+    async def _work(self) -> None:
+        """The workers of one term (all of the process's life without leader election), started once the caches
+        have synced and the configs' stored state has been read in one query (`prime`)."""
+        assert self.controller is not None and self.reconciler is not None
+        await self.controller.wait_synced()
+        await self.reconciler.prime(self.configs.keys())
         await self.controller.run_workers()
 
     def _end_term(self) -> None:
@@ -330,7 +339,7 @@ class ControllerService:
                 now=lambda: asyncio.get_running_loop().time(),
             ),
         )
-        reconciler = OpenstackConfigReconciler(
+        self.reconciler = reconciler = OpenstackConfigReconciler(
             ReconcilerDeps(
                 kube=kube,
                 configs=self.configs,
@@ -396,7 +405,7 @@ class ControllerService:
                 )
                 sup.spawn("leader-election", self.elector.run(self._lead, on_stopped_leading=self._end_term))
             else:
-                sup.spawn("workers", controller.run_workers())
+                sup.spawn("workers", self._work())
             await sup.run_until(stop)
         finally:
             log.info("Controller stopping: finishing in-flight reconciles")

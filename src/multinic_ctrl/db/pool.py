@@ -17,9 +17,9 @@ only the TCP connect. So, here:
 
 * opening a connection (connect, greeting, TLS, login, session set-up) is bounded by `connect_timeout` plus
   `DB_STATEMENT_TIMEOUT`;
-* every round trip of a pooled connection (the ping on check-out, BEGIN, each statement, COMMIT, ROLLBACK) is
-  bounded by `DB_STATEMENT_TIMEOUT`, and a whole transaction - waiting for a pooled connection included - by
-  `DB_TRANSACTION_TIMEOUT`;
+* every round trip of a pooled connection (the ping on check-out of one idle for over a second, BEGIN, each
+  statement, COMMIT, ROLLBACK) is bounded by `DB_STATEMENT_TIMEOUT`, and a whole transaction - waiting for a
+  pooled connection included - by `DB_TRANSACTION_TIMEOUT`;
 * a connection that hit a bound, was cancelled or failed in an unknown state is discarded: closed with a reset
   (SO_LINGER 0, so bytes still queued - a COMMIT, say - are dropped rather than delivered when the network
   heals) and never returned to the pool. The server rolls its transaction back when it sees the disconnect;
@@ -40,6 +40,7 @@ import socket
 import ssl
 import struct
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -207,6 +208,10 @@ async def _open(
     return conn
 
 
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled connection may have been idle and still be used without a ping first."""
+
+
 def _discard(conn: aiomysql.Connection) -> None:
     """Close a connection whose state is unknown: with a reset, dropping whatever is still unsent.
 
@@ -258,6 +263,8 @@ class Database:
         self.name = database or settings.name
         self._pool: aiomysql.Pool | None = None
         self._active = 0
+        self._returned: weakref.WeakKeyDictionary[aiomysql.Connection, float] = weakref.WeakKeyDictionary()
+        """When each pooled connection last came back in a known state (see `_lease`)."""
 
     @property
     def address(self) -> str:
@@ -304,8 +311,14 @@ class Database:
             conn = await pool.acquire()
             try:
                 # Pooled connections may have died with a restarted server; one round trip revives them
-                # here instead of failing the caller's first statement.
-                await self._bounded(conn.ping(reconnect=True), "a ping")
+                # here instead of failing the caller's first statement. Not for a connection that was in use
+                # a moment ago (`PING_AFTER_IDLE`): under load that round trip was one in ten of a transaction;
+                # should one have died meanwhile, its first statement fails as a connection error and the
+                # caller retries, as for a server lost mid-transaction.
+                # A connection never returned was just opened (connected and logged in): alive.
+                returned = self._returned.pop(conn, None)
+                if returned is not None and time.monotonic() - returned > PING_AFTER_IDLE:
+                    await self._bounded(conn.ping(reconnect=True), "a ping")
             except BaseException:
                 _discard(conn)
                 pool.release(conn)
@@ -326,6 +339,8 @@ class Database:
                 _discard(conn)  # a no-op when the transaction already closed it after a clean rollback
             raise
         finally:
+            if not conn.closed:
+                self._returned[conn] = time.monotonic()
             self._active -= 1
             ACTIVE_DB_CONNECTIONS.dec()
             pool.release(conn)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,18 @@ def _placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+_INSERT_CHUNK = 500
+"""Rows per multi-row INSERT: a few hundred bytes each, so a statement stays far below `max_allowed_packet`."""
+
+
+async def _insert_rows(cur: Cursor, head: str, row_placeholders: str, rows: Sequence[Sequence[object]]) -> None:
+    """`head` + one `row_placeholders` group per row, as few statements as `_INSERT_CHUNK` allows: one round
+    trip instead of one per row (values are still bound by the driver, never formatted into the text)."""
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        await cur.execute(head + ", ".join([row_placeholders] * len(chunk)), [v for row in chunk for v in row])
+
+
 def _stored(row: dict[str, Any]) -> StoredInterface:
     return StoredInterface(
         id=int(row["id"]),
@@ -174,6 +187,18 @@ class Repository:
             )
             row = await cur.fetchone()
         return None if row is None else CrState(row["spec_hash"], row["last_sync_at"].replace(tzinfo=dt.UTC))
+
+    async def states(self) -> dict[tuple[str, str], CrState]:
+        """Every config's stored state, keyed (namespace, name): one read instead of one per config when a
+        controller starts on an existing cluster (see `OpenstackConfigReconciler.prime`)."""
+        async with self.db.transaction("list_states") as cur:
+            await cur.execute("SELECT cr_namespace, cr_name, spec_hash, last_sync_at FROM cr_state")
+            return {
+                (str(r["cr_namespace"]), str(r["cr_name"])): CrState(
+                    r["spec_hash"], r["last_sync_at"].replace(tzinfo=dt.UTC)
+                )
+                for r in await cur.fetchall()
+            }
 
     async def agent_view(self, node_name: str) -> list[dict[str, Any]]:
         """What the node agent on `node_name` sees (its exact query)."""
@@ -262,11 +287,12 @@ class Repository:
             await cur.execute(f"DELETE FROM multi_interface WHERE id IN ({_placeholders(removed_ids)})", removed_ids)
         subnets_written = await self._upsert_subnets(cur, desired.subnets)
         nodes_written = await self._upsert_nodes(cur, desired.nodes)
-        for row in diff.added:
-            await cur.execute(
-                "INSERT INTO multi_interface (port_id, subnet_id, macaddress, address, mtu, attached_node_id, "
-                "attached_node_name, cr_namespace, cr_name, status, netplan_success) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
+        await _insert_rows(
+            cur,
+            "INSERT INTO multi_interface (port_id, subnet_id, macaddress, address, mtu, attached_node_id, "
+            "attached_node_name, cr_namespace, cr_name, status, netplan_success) VALUES ",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0)",
+            [
                 (
                     row.port_id,
                     row.subnet_id,
@@ -278,8 +304,10 @@ class Repository:
                     namespace,
                     name,
                     row.status,
-                ),
-            )
+                )
+                for row in diff.added
+            ],
+        )
         for change in diff.changed:
             new = change.new
             await cur.execute(
@@ -411,9 +439,18 @@ class Repository:
             )
             rows = [r for r in await cur.fetchall() if r["attached_node_id"] in ids or r["attached_node_name"] in names]
         written = 0
+        # Nodes the table has never seen, under an ID and a name no other wanted node shares, do not depend on
+        # anything the loop below writes: they are inserted together at the end, in one statement (a backlog
+        # of new configs is mostly such nodes, and each round trip costs more than the row).
+        id_count = Counter(n.node_id for n in wanted)
+        name_count = Counter(n.node_name for n in wanted)
+        new_nodes: list[NodeRow] = []
         for node in wanted:
             by_id = next((r for r in rows if r["attached_node_id"] == node.node_id), None)
             by_name = next((r for r in rows if r["attached_node_name"] == node.node_name), None)
+            if by_id is None and by_name is None and id_count[node.node_id] == name_count[node.node_name] == 1:
+                new_nodes.append(node)
+                continue
             if by_id is not None and by_id is by_name:
                 if (by_id["status"], by_id["deleted_at"]) != (node.status, None):
                     await cur.execute(
@@ -469,7 +506,13 @@ class Repository:
             )
             fresh = list(await cur.fetchall())
             rows = [r for r in rows if r["id"] not in {f["id"] for f in fresh}] + fresh
-        return written
+        await _insert_rows(
+            cur,
+            "INSERT INTO node_table (attached_node_id, attached_node_name, status) VALUES ",
+            "(%s, %s, %s)",
+            [(n.node_id, n.node_name, n.status) for n in new_nodes],
+        )
+        return written + len(new_nodes)
 
     async def _retire_node_name(self, cur: Cursor, row: dict[str, Any]) -> None:
         await cur.execute(
