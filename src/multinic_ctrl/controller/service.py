@@ -240,6 +240,10 @@ class ControllerService:
             raise Fenced(f"the lease has less than {margin:.0f}s left; not writing (another replica may lead)")
         return term
 
+    def _group_size(self, group: str) -> int:
+        """Configs in a peer group: asked on every reconcile, so counted, never listed."""
+        return sum(informer.store.index_count(PEER_INDEX, group) for informer in self.config_informers)
+
     def _blocked_by(self, owner: str) -> list[str]:
         """Configs whose status reports a port conflict with `owner` (looked up in every watched namespace)."""
         return sorted(
@@ -351,7 +355,7 @@ class ControllerService:
                 blocked_by=self._blocked_by,
                 notifications=self._notification_bridge(openstack),
                 coalescer=coalescer,
-                group_size=(lambda group: len(members(group))) if cfg.resync_budgeted else None,
+                group_size=self._group_size if cfg.resync_budgeted else None,
                 due_since=lambda key: self.controller.queue.due_since(key) if self.controller is not None else None,
                 forecast=forecast,
             )

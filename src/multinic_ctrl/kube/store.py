@@ -144,6 +144,11 @@ class Store:
     def index_keys(self, index_name: str, value: str) -> list[str]:
         return sorted(self._indices[index_name].get(value, set()))
 
+    def index_count(self, index_name: str, value: str) -> int:
+        """How many objects `index_keys` would return, in O(1): for callers that need only the number (per
+        reconcile, where listing and sorting a large group each time made the controller quadratic)."""
+        return len(self._indices[index_name].get(value, ()))
+
     def resource_version(self, key: str) -> str | None:
         """The cached object's resourceVersion without decoding it (cheap change detection)."""
         item = self._items.get(key)

@@ -62,8 +62,10 @@ def test_label_index_follows_updates_and_deletes() -> None:
     store.upsert(cm("a", app="y", rv="2"))
     assert store.index_keys("app", "x") == ["ns/b"]
     assert store.index_keys("app", "y") == ["ns/a", "other/c"]
+    assert (store.index_count("app", "x"), store.index_count("app", "y"), store.index_count("app", "z")) == (1, 2, 0)
     store.remove("ns/b")
     assert store.index_keys("app", "x") == []
+    assert store.index_count("app", "x") == 0
     assert sorted(store) == ["ns/a", "ns/d", "other/c"]
 
 
