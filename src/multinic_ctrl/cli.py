@@ -169,6 +169,9 @@ def _settings_or_exit(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from multinic_ctrl import lean_imports
+
+    lean_imports.install()  # before anything imports kubernetes_asyncio: 30 MiB less per process
     parser = build_parser()
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run", *argv]
