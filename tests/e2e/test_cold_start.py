@@ -12,6 +12,7 @@ import pytest
 from multinic_ctrl.metrics import REGISTRY
 from tests.e2e.harness import Env, config_body, wait_for
 from tests.e2e.test_coalescing import add_world, all_synced, rows_by_config, vms_of
+from tests.support.metrics import metric_sum
 
 pytestmark = pytest.mark.e2e
 
@@ -26,13 +27,7 @@ def db_reads(operation: str) -> float:
 
 
 def reconciles() -> float:
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect()
-        if metric.name == "multinic_reconcile"
-        for sample in metric.samples
-        if sample.name == "multinic_reconcile_total"
-    )
+    return metric_sum("multinic_reconcile", "multinic_reconcile_total")
 
 
 async def test_a_restart_reads_all_stored_state_at_once_and_decides_as_before(env: Env) -> None:

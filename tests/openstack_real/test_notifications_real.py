@@ -32,13 +32,13 @@ from multinic_ctrl.metrics import (
     NOTIFICATIONS_ENQUEUED,
     NOTIFICATIONS_RECEIVED,
     RECONCILE_TOTAL,
-    REGISTRY,
 )
 from multinic_ctrl.notifications import BusListener, Change, NotificationHandler
 from multinic_ctrl.settings import NotificationSettings
 from tests.dbsupport import fresh_database
 from tests.e2e.harness import GROUP, VERSION, Env, controller_env, wait_for
 from tests.support.control_plane import ControlPlane
+from tests.support.metrics import metric_sum
 
 from .hotattach import SUBNET, Cloud
 
@@ -203,13 +203,8 @@ async def test_an_exchange_that_appears_later_is_bound_when_it_does() -> None:
 # -------------------------------------------------------------------------------------------- end to end
 def openstack_calls() -> float:
     """Every OpenStack request the process made so far (the request-duration histogram's counts)."""
-    return sum(
-        sample.value
-        for metric in REGISTRY.collect()
-        if metric.name == "multinic_openstack_request_duration_seconds"
-        for sample in metric.samples
-        if sample.name.endswith("_count")
-    )
+    family = "multinic_openstack_request_duration_seconds"
+    return metric_sum(family, f"{family}_count")
 
 
 @pytest.fixture
