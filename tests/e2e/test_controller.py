@@ -126,6 +126,27 @@ async def test_bad_credentials_then_fixed_secret(env: Env) -> None:
     assert all("data" not in o and "stringData" not in o for o in cached)
 
 
+async def test_configs_sharing_a_secret_read_it_once_per_version(env: Env) -> None:
+    """Reconciles reuse what was read of a Secret while its watch shows the same resourceVersion: five configs
+    sharing one Secret cost one GET, not five, and a rotation one more (two workers may both miss it)."""
+    await env.put_secret("shared-creds", {"password": "admin"})
+    names = [f"cfg-{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        await env.create(config_body(name, [f"test-vm-{i % 2 + 1}"], env.sim, secret_ref=("shared-creds", "password")))
+    for name in names:
+        await env.wait_status(name, synced, f"{name} synced")
+    assert env.service is not None and env.service.reconciler is not None
+    reader = env.service.reconciler.d.secrets
+    assert reader is not None
+    assert reader.gets <= 2, reader.gets
+    before = reader.gets
+    # A rotation to a wrong password: every config reconciles again (the Secret watch queues them) and fails.
+    await env.put_secret("shared-creds", {"password": "wrong-password-2"})
+    for name in names:
+        await env.wait_status(name, lambda s: s.get("phase") == "Error", f"{name} saw the rotation")
+    assert 1 <= reader.gets - before <= 2, reader.gets - before
+
+
 async def test_database_down_during_reconcile_and_deletion(
     env: Env, tmp_path: Path, control_plane: ControlPlane
 ) -> None:

@@ -27,13 +27,13 @@ from multinic_ctrl.controller.desired import desired_rows, port_problem, rows_to
 from multinic_ctrl.controller.hashing import SecretVersion, spec_hash
 from multinic_ctrl.controller.notified import NotificationBridge, notified
 from multinic_ctrl.controller.peers import CallForecast, peer_group
-from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS, SECRETS
+from multinic_ctrl.controller.resources import FINALIZER, OPENSTACKCONFIGS
 from multinic_ctrl.controller.resync import MIN_GAP, budgeted_interval, identity_phase
+from multinic_ctrl.controller.secret_reads import SecretReader
 from multinic_ctrl.controller.spec import (
     ConfigSpec,
     CredentialsError,
     SpecError,
-    decode_secret,
     parse_spec,
     resolve_credentials,
 )
@@ -148,6 +148,8 @@ class ReconcilerDeps:
     monotonic: Callable[[], float] = _loop_time
     """The work queue's clock."""
     status_refresh: dt.timedelta = STATUS_REFRESH
+    secrets: SecretReader | None = None
+    """Reads referenced Secrets once per version (wired to the Secret watch); None: a GET per reconcile."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _fingerprint(observation: Observation, mode: str, generation: object) -> byt
 class OpenstackConfigReconciler:
     def __init__(self, deps: ReconcilerDeps) -> None:
         self.d = deps
+        self._secrets = deps.secrets or SecretReader(deps.kube)
         self._written: dict[str, Written] = {}
         self._primed: dict[str, CrState | None] = {}
 
@@ -442,7 +445,7 @@ class OpenstackConfigReconciler:
     async def _read_secrets(
         self, namespace: str, spec: ConfigSpec
     ) -> tuple[dict[str, dict[str, str]], list[SecretVersion]]:
-        """The referenced Secrets' data and versions, read fresh (the Secret watch caches no content).
+        """The referenced Secrets' data and versions: read once per Secret version (`secret_reads`).
 
         Only Secrets of the config's own namespace are ever read: the names were validated by `parse_spec`,
         and the API path builder refuses anything that is not a plain name (defence in depth).
@@ -451,16 +454,13 @@ class OpenstackConfigReconciler:
         versions: list[SecretVersion] = []
         for secret_name in spec.secret_names():
             try:
-                secret = await self.d.kube.get(SECRETS, secret_name, namespace)
+                read = await self._secrets.read(namespace, secret_name)
             except InvalidObjectName as exc:
                 raise CredentialsError(str(exc)) from None
-            except Exception as exc:
-                if is_not_found(exc):
-                    continue  # resolve_credentials names the missing Secret
-                raise
-            found[secret_name] = decode_secret(secret)
-            meta = secret.get("metadata") or {}
-            versions.append(SecretVersion(secret_name, str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))))
+            if read is None:
+                continue  # resolve_credentials names the missing Secret
+            found[secret_name] = read.data
+            versions.append(read.version)
         return found, versions
 
     async def _openstack_failed(self, obj: dict[str, Any], exc: OpenStackError, decision: Decision) -> Result:

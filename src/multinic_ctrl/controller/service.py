@@ -20,6 +20,7 @@ from multinic_ctrl.controller.notified import NotificationBridge
 from multinic_ctrl.controller.peers import PEER_INDEX, CallForecast, PeerFinder, peer_groups
 from multinic_ctrl.controller.reconciler import OpenstackConfigReconciler, ReconcilerDeps
 from multinic_ctrl.controller.resources import MULTINICOPERATORS, OPENSTACKCONFIGS, SECRET_METADATA
+from multinic_ctrl.controller.secret_reads import SecretReader
 from multinic_ctrl.controller.spec import SpecError, parse_spec
 from multinic_ctrl.controller.trigger import TriggerPolicy
 from multinic_ctrl.controller.triggers import TriggerState, requested_trigger, trigger_patch
@@ -327,6 +328,17 @@ class ControllerService:
         ]
         forecast = CallForecast()
 
+        def watched_secret_version(key: str) -> str | None:
+            for informer in secret_informers:
+                version = informer.store.resource_version(key)
+                if version is not None:
+                    return version
+            return None
+
+        secret_reader = SecretReader(kube, watched_secret_version)
+        for informer in secret_informers:
+            informer.add_handler(on_delete=lambda obj: secret_reader.forget(_key_of(obj)), read_only=True)
+
         def members(group: str) -> list[str]:
             return [k for informer in self.config_informers for k in informer.store.index_keys(PEER_INDEX, group)]
 
@@ -358,6 +370,7 @@ class ControllerService:
                 group_size=self._group_size if cfg.resync_budgeted else None,
                 due_since=lambda key: self.controller.queue.due_since(key) if self.controller is not None else None,
                 forecast=forecast,
+                secrets=secret_reader,
             )
         )
         self.controller = controller = Controller(
