@@ -62,7 +62,10 @@ test-openstack: venv services ## contract tests + controller e2e against real Op
 	$(TEST_ENV) && $(PY) -m pytest tests/openstack_real
 
 # Runs pytest with the real OpenStack testbed up for the openstack_real tier, and takes the bed down after.
-WITH_TESTBED = scripts/openstack-testbed up && scripts/openstack-testbed seed && $(TEST_ENV) && $(PY) -m pytest
+# Two pytest-xdist workers (the machine's cores); each test module stays on one worker, and so do the cluster
+# and openstack_real tiers (tests/conftest.py). `make test-all PYTEST_WORKERS=` runs everything in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadgroup
+WITH_TESTBED = scripts/openstack-testbed up && scripts/openstack-testbed seed && $(TEST_ENV) && $(PY) -m pytest $(PYTEST_WORKERS)
 
 test-all: venv services node-assets images ## every test tier, the real OpenStack testbed included (brought up, then down): what CI runs
 	$(WITH_TESTBED); status=$$?; scripts/openstack-testbed down; exit $$status

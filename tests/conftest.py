@@ -23,11 +23,17 @@ _WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`): a module's tests stay together on one worker, in order (module
-    fixtures such as one install shared by ordered tests), and the cluster tier stays on one worker because it
-    has one real node (its harness serialises nodes with a host lock anyway)."""
+    fixtures such as one install shared by ordered tests); the cluster tier stays on one worker because it has
+    one real node (its harness serialises nodes with a host lock anyway), and so does the openstack_real tier:
+    its modules share one real testbed (servers, ports, the notification bus) and assume nobody else changes
+    it meanwhile."""
     for item in items:
         path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("cluster" if path.startswith("tests/cluster/") else path))
+        group = path
+        for shared in ("tests/cluster/", "tests/openstack_real/"):
+            if path.startswith(shared):
+                group = shared
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(wrapper=True)
