@@ -7,6 +7,7 @@ integration tier looks exactly like a passing one.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ _CONTROL_PLANE_KEY = pytest.StashKey[ControlPlane]()
 _WORKLOAD_PLANE_KEY = pytest.StashKey[ControlPlane]()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marker into the scheduling group
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`): a module's tests stay together on one worker, in order (module
     fixtures such as one install shared by ordered tests); the cluster tier stays on one worker because it has
@@ -34,6 +36,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if path.startswith(shared):
                 group = shared
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+class _GroupingCheck:
+    """Fails a worker whose `--dist loadgroup` would not group: pytest-xdist marks a test's group by appending
+    `@group` to its node ID, which pytest 9.2 ignores (pytest-xdist#1386) - the tests then run spread over the
+    workers as if unmarked, and the cluster tier's ordered steps land on two nodes at once."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if getattr(config.option, "loadgroup", False) and any("@" not in item.nodeid for item in items):
+            message = (
+                "pytest-xdist --dist loadgroup is not grouping tests with this pytest (pytest-xdist#1386); "
+                "install the versions setup.cfg allows, or run without -n"
+            )
+            sys.stderr.write(f"\n{message}\n")  # a worker's UsageError reaches the terminal only as a traceback
+            raise pytest.UsageError(message)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_GroupingCheck(), "multinic-grouping-check")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -180,15 +180,18 @@ class Env:
 
 
 @contextlib.asynccontextmanager
-async def leader_and_standby(env: Env) -> AsyncIterator[tuple[ControllerService, ControllerService, ProbeServer]]:
+async def leader_and_standby(
+    env: Env, **controller: Any
+) -> AsyncIterator[tuple[ControllerService, ControllerService, ProbeServer]]:
     """`env`'s controller restarted with leader election and leading, plus a second in-process replica that is
-    a synced standby with its own probe server; yields (leader, standby, standby's server)."""
+    a synced standby with its own probe server; yields (leader, standby, standby's server). `controller`:
+    further ControllerSettings for both replicas."""
     await env.stop()
-    await env.start(leader_elect=True)
+    await env.start(leader_elect=True, **controller)
     leader = env.service
     assert leader is not None
     await wait_for(lambda: leader.elector is not None and leader.elector.is_leader, "first replica leads")
-    settings = replace(env.settings, controller=replace(env.settings.controller, leader_elect=True))
+    settings = replace(env.settings, controller=replace(env.settings.controller, leader_elect=True, **controller))
     standby = ControllerService(settings, env.database)
     server = ProbeServer("127.0.0.1", 0)
     standby.install(server)
