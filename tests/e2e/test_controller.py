@@ -130,13 +130,18 @@ async def test_configs_sharing_a_secret_read_it_once_per_version(env: Env) -> No
     """Reconciles reuse what was read of a Secret while its watch shows the same resourceVersion: five configs
     sharing one Secret cost one GET, not five, and a rotation one more (two workers may both miss it)."""
     await env.put_secret("shared-creds", {"password": "admin"})
+    service = env.service
+    assert service is not None
+    key = f"{env.namespace}/shared-creds"
+    # Until its watch has seen the Secret, every read is a GET (as it should be): start from a watched Secret.
+    await wait_for(lambda: any(key in i.store for i in service.secret_informers), "the Secret watched")
     names = [f"cfg-{i}" for i in range(5)]
     for i, name in enumerate(names):
         await env.create(config_body(name, [f"test-vm-{i % 2 + 1}"], env.sim, secret_ref=("shared-creds", "password")))
     for name in names:
         await env.wait_status(name, synced, f"{name} synced")
-    assert env.service is not None and env.service.reconciler is not None
-    reader = env.service.reconciler.d.secrets
+    assert service.reconciler is not None
+    reader = service.reconciler.d.secrets
     assert reader is not None
     assert reader.gets <= 2, reader.gets
     before = reader.gets
