@@ -43,7 +43,8 @@ async def test_a_restart_reads_all_stored_state_at_once_and_decides_as_before(en
     await env.patch("cfg-03", {"spec": {"vmNames": vms_of(3, "cold")[:2]}})
     env.sim.request_log.clear()
     reads_before, primes_before, done_before = db_reads("get_state"), db_reads("list_states"), reconciles()
-    await env.start()
+    # Resyncs an hour apart: a 30 s slot falling inside this test would be a legitimate extra observation.
+    await env.start(resync_seconds=3600.0)
     await wait_for(lambda: reconciles() >= done_before + 11, "every config reconciled once after the restart")
     await wait_for(lambda: all_synced(env, [*names, "cfg-new"]), "all configs synced", timeout=60)
 
