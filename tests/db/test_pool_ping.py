@@ -95,3 +95,27 @@ class fresh_admin:
     async def __aexit__(self, *exc: object) -> None:
         assert self._conn is not None
         self._conn.close()
+
+
+async def test_each_transaction_starts_fresh_on_a_reused_connection(database: Database) -> None:
+    """Transactions begin with their first statement (no BEGIN round trip): a reused connection must not carry
+    the previous transaction's snapshot, and a failed transaction must leave nothing behind."""
+    async with database.transaction("test") as cur:
+        await cur.execute("CREATE TABLE IF NOT EXISTS fresh_check (n INT)")
+    first = await connection_id(database)
+    async with database.transaction("test") as cur:
+        await cur.execute("SELECT COUNT(*) AS n FROM fresh_check")
+        assert (await cur.fetchone())["n"] == 0
+    async with fresh_admin(database) as admin:
+        await admin.execute(f"INSERT INTO `{database.name}`.fresh_check VALUES (1)")
+    async with database.transaction("test") as cur:
+        await cur.execute("SELECT COUNT(*) AS n, CONNECTION_ID() AS id FROM fresh_check")
+        row = await cur.fetchone()
+    assert (row["n"], row["id"]) == (1, first)  # same connection, new snapshot
+    with pytest.raises(RuntimeError):
+        async with database.transaction("test") as cur:
+            await cur.execute("INSERT INTO fresh_check VALUES (2)")
+            raise RuntimeError("the caller fails mid-transaction")
+    async with database.transaction("test") as cur:
+        await cur.execute("SELECT COUNT(*) AS n FROM fresh_check")
+        assert (await cur.fetchone())["n"] == 1
