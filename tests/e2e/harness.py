@@ -208,11 +208,18 @@ async def leader_and_standby(
 
 
 async def wait_for(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30) -> None:
+    """Poll `check` until it holds. A 429 from the apiserver while polling ("storage is (re)initializing", right
+    after another test on this control plane updated a CRD) is an answer to try again, as clients do."""
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
+        try:
+            result = check()
+            if not isinstance(result, bool):
+                result = await result
+        except client.ApiException as exc:
+            if exc.status != 429:
+                raise
+            result = False
         if result:
             return
         if time.monotonic() > deadline:
