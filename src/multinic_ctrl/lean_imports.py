@@ -14,7 +14,7 @@ import as usual. Everything stays reachable: an attribute the library itself rea
 
 A package whose `__init__` does not have that shape (a future release that changed it) is imported eagerly,
 as without this module: the cost is memory, never a failure. Tests check that every re-exported name
-resolves to the object the eager import gives (tests/unit/kube/test_lean_imports.py).
+resolves to the object the eager import gives (tests/unit/test_lean_imports.py).
 """
 
 from __future__ import annotations
@@ -68,8 +68,7 @@ class _LazyPackage(ModuleType):
 
 
 class _Loader(importlib.abc.Loader):
-    def __init__(self, real: importlib.machinery.ModuleSpec, names: dict[str, str], version: str | None) -> None:
-        self._real = real
+    def __init__(self, names: dict[str, str], version: str | None) -> None:
         self._names = names
         self._version = version
 
@@ -102,7 +101,7 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None  # not the shape we know: the usual, eager import
         version = _VERSION.search(source)
         spec = importlib.util.spec_from_loader(
-            fullname, _Loader(real, names, version.group(1) if version else None), origin=real.origin, is_package=True
+            fullname, _Loader(names, version.group(1) if version else None), origin=real.origin, is_package=True
         )
         if spec is None:
             return None

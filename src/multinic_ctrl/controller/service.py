@@ -70,6 +70,16 @@ class StoreView:
     def keys(self) -> list[str]:
         return sorted(k for informer in self._informers for k in informer.store.keys())
 
+    def resource_version(self, key: str) -> str | None:
+        for informer in self._informers:
+            found = informer.store.resource_version(key)
+            if found is not None:
+                return found
+        return None
+
+    def index_count(self, index_name: str, value: str) -> int:
+        return sum(informer.store.index_count(index_name, value) for informer in self._informers)
+
     def objects(self) -> list[JsonObj]:
         return [o for informer in self._informers for o in informer.store.objects()]
 
@@ -243,7 +253,7 @@ class ControllerService:
 
     def _group_size(self, group: str) -> int:
         """Configs in a peer group: asked on every reconcile, so counted, never listed."""
-        return sum(informer.store.index_count(PEER_INDEX, group) for informer in self.config_informers)
+        return self.configs.index_count(PEER_INDEX, group)
 
     def _blocked_by(self, owner: str) -> list[str]:
         """Configs whose status reports a port conflict with `owner` (looked up in every watched namespace)."""
@@ -328,14 +338,7 @@ class ControllerService:
         ]
         forecast = CallForecast()
 
-        def watched_secret_version(key: str) -> str | None:
-            for informer in secret_informers:
-                version = informer.store.resource_version(key)
-                if version is not None:
-                    return version
-            return None
-
-        secret_reader = SecretReader(kube, watched_secret_version)
+        secret_reader = SecretReader(kube, StoreView(secret_informers).resource_version)
         for informer in secret_informers:
             informer.add_handler(on_delete=lambda obj: secret_reader.forget(_key_of(obj)), read_only=True)
 

@@ -297,7 +297,7 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[aiomysql.Connection]:
-        """A pooled connection, checked with one bounded round trip. If the body raises (or is cancelled) the
+        """A pooled connection (pinged first if it was idle, see `_lease`). If the body raises (or is cancelled) the
         connection is discarded, never returned to the pool: its state is unknown. Otherwise whatever the body
         left open is rolled back: `transaction` relies on pooled connections being between transactions."""
         async with self._lease() as lease:
@@ -314,10 +314,11 @@ class Database:
             try:
                 # Pooled connections may have died with a restarted server; one round trip revives them
                 # here instead of failing the caller's first statement. Not for a connection that was in use
-                # a moment ago (`PING_AFTER_IDLE`): under load that round trip was one in ten of a transaction;
-                # should one have died meanwhile, its first statement fails as a connection error and the
-                # caller retries, as for a server lost mid-transaction.
-                # A connection never returned was just opened (connected and logged in): alive.
+                # a moment ago (`PING_AFTER_IDLE`): under load that round trip was one in ten of a transaction.
+                # One the server closed meanwhile is not handed out (the pool sees the closed socket); one that
+                # died without a word fails its first statement as a connection error, bounded like the ping,
+                # and the caller retries, as for a server lost mid-transaction. A connection never returned
+                # was just opened (connected and logged in): alive.
                 returned = self._returned.pop(conn, None)
                 if returned is not None and time.monotonic() - returned > PING_AFTER_IDLE:
                     await self._bounded(conn.ping(reconnect=True), "a ping")

@@ -210,7 +210,7 @@ def without_per_request_env_lookups(api_client: Any) -> Any:
             rest.proxy = str(proxy)
             if auth is not None:
                 rest.proxy_headers = {"Proxy-Authorization": auth.encode()}
-    rest.pool_manager._trust_env = False
+    rest.pool_manager._trust_env = False  # aiohttp has no public setter (tests/unit/kube/test_client_env.py)
     return api_client
 
 
